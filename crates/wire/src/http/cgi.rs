@@ -1,0 +1,141 @@
+//! CGI/WSGI variables for a parsed HTTP head, shaped like what nginx sends over uwsgi.
+
+use super::head::{strip_http_scheme, BodyFraming, RequestHead};
+
+/// Facts about the connection that the request head does not carry.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerInfo<'a> {
+    pub server_name: &'a str,
+    pub server_port: &'a str,
+    pub remote_addr: &'a str,
+    pub remote_port: &'a str,
+    /// Whether the connection is TLS (sets `HTTPS=on`).
+    pub https: bool,
+}
+
+/// Calls `f(name, value)` with the CGI variables for `head`, the way nginx's `uwsgi_params`
+/// would send them, so the WSGI environ is built by one code path for both protocols.
+///
+/// Fixed variables come first (REQUEST_METHOD, REQUEST_URI, PATH_INFO, QUERY_STRING,
+/// SERVER_PROTOCOL, SCRIPT_NAME, SERVER_NAME, SERVER_PORT, REMOTE_ADDR, REMOTE_PORT, HTTPS when
+/// set, CONTENT_TYPE and CONTENT_LENGTH when present), then one `HTTP_*` variable per distinct
+/// header name in order of first arrival. Repeated headers are joined with `", "` (Cookie with
+/// `"; "`). Names containing `_` are dropped, because `Content_Length` and `Content-Length` would
+/// otherwise both become `HTTP_CONTENT_LENGTH`; Transfer-Encoding is dropped because the server
+/// removes the chunking; Content-Type and Content-Length are not repeated as `HTTP_*`.
+pub fn cgi_vars(head: &RequestHead, info: &ServerInfo, mut f: impl FnMut(&str, &[u8])) {
+    let (path, query) = split_target(&head.target);
+    f("REQUEST_METHOD", head.method.as_bytes());
+    f("REQUEST_URI", &head.target);
+    f("PATH_INFO", &percent_decode(path));
+    f("QUERY_STRING", query);
+    f("SERVER_PROTOCOL", head.version.as_str().as_bytes());
+    f("SCRIPT_NAME", b"");
+    f("SERVER_NAME", info.server_name.as_bytes());
+    f("SERVER_PORT", info.server_port.as_bytes());
+    f("REMOTE_ADDR", info.remote_addr.as_bytes());
+    f("REMOTE_PORT", info.remote_port.as_bytes());
+    if info.https {
+        f("HTTPS", b"on");
+    }
+    if let Some(ct) = head.header("content-type") {
+        f("CONTENT_TYPE", ct);
+    }
+    if let BodyFraming::Length(n) = head.body {
+        f("CONTENT_LENGTH", n.to_string().as_bytes());
+    }
+
+    // Group repeated names; header counts are bounded by Limits::max_headers, so the quadratic
+    // lookup is cheaper than a map.
+    let mut merged: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, value) in &head.headers {
+        if name.contains('_')
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("content-type")
+            || name.eq_ignore_ascii_case("content-length")
+        {
+            continue;
+        }
+        let key = cgi_header_name(name);
+        match merged.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => {
+                let sep: &[u8] = if key == "HTTP_COOKIE" { b"; " } else { b", " };
+                v.extend_from_slice(sep);
+                v.extend_from_slice(value);
+            }
+            None => merged.push((key, value.clone())),
+        }
+    }
+    for (k, v) in &merged {
+        f(k, v);
+    }
+}
+
+/// `HTTP_` + the name upper-cased with `-` turned into `_`.
+pub(crate) fn cgi_header_name(name: &str) -> String {
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    key
+}
+
+/// Splits a request-target into (path, query) per PEP 3333: drop a `#fragment`, drop
+/// `scheme://authority` of an absolute-form target, split at the first `?`. The query stays
+/// encoded. The asterisk form gives path `*`; the authority form (CONNECT) gives an empty path.
+fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    let t = match target.iter().position(|&b| b == b'#') {
+        Some(i) => &target[..i],
+        None => target,
+    };
+    let t = if let Some(rest) = strip_http_scheme(t) {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        &rest[end..]
+    } else if t.first().is_some_and(|&b| b != b'/' && b != b'*') {
+        // authority-form: no path.
+        &t[t.len()..]
+    } else {
+        t
+    };
+    match t.iter().position(|&b| b == b'?') {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, b""),
+    }
+}
+
+/// Decodes `%XX` escapes to raw bytes. A `%` not followed by two hex digits is kept as is (as
+/// uWSGI and gunicorn do), so decoding never fails.
+pub fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).and_then(|&b| hex(b)),
+                s.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+#[path = "cgi_tests.rs"]
+mod tests;

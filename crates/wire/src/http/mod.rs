@@ -1,0 +1,41 @@
+//! HTTP/1.x request parsing for `http-socket`.
+//!
+//! [`parse_head`] reads the request line and header section strictly (CRLF line endings only, no
+//! obs-fold, one framing header, limits enforced while the head is still arriving), decides the
+//! body framing and the connection semantics, and reports how many bytes the head used. The body
+//! is then either `Content-Length` bytes or chunked, decoded by [`ChunkedDecoder`]. [`cgi_vars`]
+//! maps a parsed head onto the CGI variables nginx would send over uwsgi.
+
+mod cgi;
+mod chunked;
+mod head;
+mod syntax;
+
+pub use cgi::{cgi_vars, percent_decode, ServerInfo};
+pub use chunked::ChunkedDecoder;
+pub use head::{parse_head, BodyFraming, Limits, Parsed, RequestHead, Version};
+
+/// A request the server refuses, with the status code to answer before closing the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {detail}")]
+pub struct HttpError {
+    /// The HTTP status to answer with (400, 414, 431, 501, 505).
+    pub status: u16,
+    /// What was wrong, for the log and the plain-text error body.
+    pub detail: &'static str,
+}
+
+impl HttpError {
+    pub(crate) const fn new(status: u16, detail: &'static str) -> Self {
+        HttpError { status, detail }
+    }
+
+    pub(crate) const fn bad(detail: &'static str) -> Self {
+        HttpError::new(400, detail)
+    }
+}
+
+/// Whether `s` is an RFC 9110 token (a valid method or field name).
+pub fn is_token_str(s: &str) -> bool {
+    syntax::is_token(s.as_bytes())
+}
