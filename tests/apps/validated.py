@@ -1,0 +1,19 @@
+"""An app wrapped in wsgiref.validate.validator: any PEP 3333 violation by the server
+(environ types, wsgi.input/errors API, start_response contract, close()) raises an
+AssertionError inside the request, which the test sees as a non-200 response or a traceback.
+"""
+from wsgiref.validate import validator
+
+
+def _app(environ, start_response):
+    inp = environ["wsgi.input"]
+    first = inp.readline()
+    rest = inp.read()
+    environ["wsgi.errors"].write("validated app saw %d body bytes\n" % (len(first) + len(rest)))
+    environ["wsgi.errors"].flush()
+    body = b"validated:" + environ["REQUEST_METHOD"].encode("latin-1") + b":" + first + rest
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+application = validator(_app)
