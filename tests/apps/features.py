@@ -214,6 +214,20 @@ def slow_body_app(environ, start_response):
     return _json(start_response, {"bytes": len(data)})
 
 
+def sleep_app(environ, start_response):
+    # Marks that the request reached the app (in CLOSE_LOG), then takes its time: used to
+    # check that a graceful stop lets an in-flight request finish.
+    import time
+
+    path = os.environ.get("CLOSE_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write("sleep-start\n")
+    time.sleep(int(_query(environ).get("ms", "1000")) / 1000.0)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"slept"]
+
+
 ROUTES = {
     "/write": write_app,
     "/exc_info": exc_info_app,
@@ -230,6 +244,7 @@ ROUTES = {
     "/raise_before": raise_before_app,
     "/raise_after": raise_after_app,
     "/slow_body": slow_body_app,
+    "/sleep": sleep_app,
 }
 
 

@@ -86,3 +86,56 @@ pub fn venv() -> PathBuf {
     );
     v
 }
+
+/// Starts a vassal serving `tests/apps/<app_file>` over HTTP on a unix socket in `tmp`
+/// (`--http-socket`), waits for READY=1 and returns it with the socket address.
+pub fn http_vassal(tmp: &TempDir, app_file: &str, extra: &[&str]) -> (Vassal, http::Addr) {
+    let sock = tmp.join("http.sock");
+    let v = VassalBuilder::new()
+        .arg("--http-socket")
+        .arg(&sock)
+        .arg("--wsgi-file")
+        .arg(apps_dir().join(app_file))
+        .args(extra)
+        .cwd(tmp.path())
+        .spawn_ready();
+    (v, http::Addr::Unix(sock))
+}
+
+/// Starts a vassal serving `tests/apps/<app_file>` over the uwsgi protocol on a unix
+/// socket in `tmp` (`--socket`), waits for READY=1 and returns it with the socket path.
+pub fn uwsgi_vassal(tmp: &TempDir, app_file: &str, extra: &[&str]) -> (Vassal, PathBuf) {
+    let sock = tmp.join("uwsgi.sock");
+    let v = VassalBuilder::new()
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--wsgi-file")
+        .arg(apps_dir().join(app_file))
+        .args(extra)
+        .cwd(tmp.path())
+        .spawn_ready();
+    (v, sock)
+}
+
+/// SHA-256 of `data` as lowercase hex (via coreutils' sha256sum: no extra crate).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils) is installed");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().expect("sha256sum runs");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write to sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints a digest")
+        .to_string()
+}
