@@ -142,8 +142,12 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     let mut fields: Vec<(&[u8], &[u8])> = Vec::new();
     loop {
         let Some(lf) = find_lf(buf, pos) else {
-            if buf.len() - pos > limits.max_field_size || buf.len() > limits.max_head_size {
-                return Err(HttpError::new(431, "request header fields too large"));
+            // The unfinished line, plus the CRLF it still needs (its CR may be here already).
+            if buf.len() - pos + 1 > limits.max_field_size {
+                return Err(HttpError::new(431, "request header field too large"));
+            }
+            if buf.len() > limits.max_head_size {
+                return Err(HttpError::new(431, "request head too large"));
             }
             return Ok(Parsed::Partial);
         };
