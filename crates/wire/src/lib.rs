@@ -15,6 +15,8 @@
 //! runs gunicorn's request corpus and a deterministic mutation smoke test, and `fuzz/` holds
 //! cargo-fuzz targets for the same entry points.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod response;
 pub mod uwsgi;

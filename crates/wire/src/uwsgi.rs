@@ -113,12 +113,13 @@ fn read_len(block: &[u8], pos: usize) -> Result<usize, UwsgiError> {
 /// Walks a vars block, calling `f(key, value)` for each pair in order, and returns the number
 /// of pairs.
 ///
-/// The slices borrow from `block`. On error `f` may already have been called for the pairs
+/// The slices borrow from `block` (for its whole lifetime, so they may be collected without
+/// copying). On error `f` may already have been called for the pairs
 /// before the bad one; the caller discards what it collected.
-pub fn parse_vars(
-    block: &[u8],
+pub fn parse_vars<'a>(
+    block: &'a [u8],
     max_vars: usize,
-    mut f: impl FnMut(&[u8], &[u8]),
+    mut f: impl FnMut(&'a [u8], &'a [u8]),
 ) -> Result<usize, UwsgiError> {
     let mut pos = 0;
     let mut count = 0;
