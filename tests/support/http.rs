@@ -203,6 +203,11 @@ impl Conn {
         self.read_final(method == "HEAD")
     }
 
+    /// Reads raw bytes (for responses a test abandons half way).
+    pub fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.r.read(buf)
+    }
+
     /// Reads whatever remains until EOF.
     pub fn read_to_end(&mut self) -> io::Result<Vec<u8>> {
         let mut v = Vec::new();

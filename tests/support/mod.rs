@@ -13,6 +13,8 @@ pub mod http;
 pub mod nginx;
 pub mod notify;
 pub mod proc;
+#[cfg(test)]
+mod selftest;
 pub mod tmp;
 pub mod uwsgi;
 pub mod vassal;
