@@ -5,6 +5,25 @@
 //! body framing and the connection semantics, and reports how many bytes the head used. The body
 //! is then either `Content-Length` bytes or chunked, decoded by [`ChunkedDecoder`]. [`cgi_vars`]
 //! maps a parsed head onto the CGI variables nginx would send over uwsgi.
+//!
+//! [`parse_head`] keeps no state and re-scans the buffer on each call, so a connection should
+//! call it again only when a read added a `\n` (a head cannot complete otherwise) or pushed the
+//! buffer past a limit; that keeps a client who dribbles bytes from costing quadratic time.
+//!
+//! ```
+//! use wire::http::{parse_head, BodyFraming, ChunkedDecoder, Limits, Parsed};
+//!
+//! let buf = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+//! let Parsed::Complete { head, consumed } = parse_head(buf, &Limits::default())? else {
+//!     unreachable!("the head is complete");
+//! };
+//! assert_eq!(head.body, BodyFraming::Chunked);
+//! let mut body = Vec::new();
+//! let (used, done) = ChunkedDecoder::new().decode(&buf[consumed..], &mut body, 64 * 1024)?;
+//! assert!(done && consumed + used == buf.len());
+//! assert_eq!(body, b"hello");
+//! # Ok::<(), wire::http::HttpError>(())
+//! ```
 
 mod cgi;
 mod chunked;
