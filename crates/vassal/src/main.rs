@@ -1,1 +1,66 @@
-fn main() {}
+//! `vassal [uWSGI options]`: serve one WSGI app. `vassal --check --ini FILE`
+//! validates a config and exits.
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: vassal --ini FILE[:SECTION] | vassal [uWSGI options]
+       vassal --check --ini FILE      validate a config and exit
+Common options (uWSGI names): --socket ADDR, --http-socket ADDR, --http ADDR,
+  --protocol=http, -w/--module MOD[:CALLABLE], --wsgi-file FILE, --callable NAME,
+  --chdir DIR, --home VENV, --pythonpath DIR, --env K=V, --processes N, --threads N,
+  --master, --chmod-socket[=MODE], --vacuum, --buffer-size N, --disable-logging";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VASSAL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--version") {
+        println!(
+            "vassal {} (embedded Python {})",
+            env!("CARGO_PKG_VERSION"),
+            vassal::python::BUILD_PYTHON_VERSION
+        );
+        return ExitCode::SUCCESS;
+    }
+    let check = args.iter().any(|a| a == "--check");
+    args.retain(|a| a != "--check");
+    if args.is_empty() {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+
+    let loaded = match config::from_args(&args) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("vassal: invalid configuration");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    if check {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    match vassal::run(loaded.config) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("vassal: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

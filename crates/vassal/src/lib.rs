@@ -1,0 +1,205 @@
+//! `vassal` serves one WSGI app, like `uwsgi --ini app.ini` does.
+//!
+//! Start-up order (mirrors uWSGI where it matters): read the config, redirect logs
+//! (`logto`), set `env`, take the listening sockets from LISTEN_FDS or bind them
+//! (chmod/chown applied before listen), write the pidfile, `chdir`, drop privileges,
+//! start CPython (with the venv), import the app once, then fork the workers from the
+//! single-threaded master. Everything that touches CPython is in `python/`.
+
+pub mod body;
+pub mod conn;
+mod master;
+pub mod notify;
+pub mod privileges;
+pub mod python;
+pub mod response;
+mod serve;
+pub mod sockets;
+pub mod vars;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use config::VassalConfig;
+
+/// Exit code when the app cannot be loaded (uWSGI's UWSGI_FAILED_APP_CODE), so a
+/// supervisor can tell a broken deploy from a crash.
+pub const EXIT_APP_LOAD_FAILED: i32 = 22;
+
+/// How long a graceful stop waits for in-flight requests (uWSGI's worker-reload-mercy).
+const MERCY: Duration = Duration::from_secs(60);
+
+pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
+    if let Some(path) = &cfg.logto {
+        redirect_logs(path).with_context(|| format!("logto {}", path.display()))?;
+    }
+    for (k, v) in &cfg.env {
+        // SAFETY: single-threaded start-up, before Python or any thread exists.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let notifier = notify::Notifier::from_env();
+
+    let listeners = match sockets::from_listen_fds(&cfg.sockets).context("LISTEN_FDS")? {
+        Some(l) => l,
+        None => {
+            if cfg.sockets.is_empty() {
+                anyhow::bail!(
+                    "no socket to serve on: add `socket = /run/app/socket` (uwsgi protocol, for \
+                     nginx uwsgi_pass) or `http-socket = :8000` (HTTP) to the config"
+                );
+            }
+            let opts = sockets::BindOptions {
+                backlog: cfg.listen,
+                chmod: cfg.chmod_socket,
+                chown: cfg.chown_socket.as_deref(),
+            };
+            let mut out = Vec::new();
+            for spec in &cfg.sockets {
+                out.push(sockets::bind(spec, &opts)?);
+            }
+            out
+        }
+    };
+    for l in &listeners {
+        l.set_nonblocking().context("listening socket")?;
+    }
+    if let Some(p) = &cfg.pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("pidfile {}", p.display()))?;
+    }
+    if let Some(dir) = &cfg.chdir {
+        std::env::set_current_dir(dir).with_context(|| format!("chdir {}", dir.display()))?;
+    }
+    privileges::drop_privileges(cfg.uid.as_deref(), cfg.gid.as_deref())
+        .map_err(|e| anyhow::anyhow!("dropping privileges: {e}"))?;
+
+    let venv = cfg
+        .home
+        .clone()
+        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from));
+    python::initialize(venv.as_deref())?;
+    let app = match load_app(&cfg) {
+        Ok(app) => Some(app),
+        Err(()) if cfg.need_app => {
+            cleanup(&cfg, &listeners);
+            return Ok(EXIT_APP_LOAD_FAILED);
+        }
+        Err(()) => {
+            tracing::error!("need-app = false: serving 500 for every request");
+            None
+        }
+    };
+
+    let shared = Arc::new(serve::Shared {
+        app,
+        buffer_size: cfg.buffer_size,
+        socket_timeout: Duration::from_secs(cfg.socket_timeout.max(1)),
+        log_requests: !cfg.disable_logging,
+        http_limits: wire::http::Limits::default(),
+        server_name: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+        stopping: AtomicBool::new(false),
+    });
+    let listeners = Arc::new(listeners);
+    let code = master::run(
+        listeners.clone(),
+        shared,
+        master::MasterSpec {
+            processes: cfg.processes.max(1),
+            threads: cfg.threads.max(1),
+            mercy: MERCY,
+        },
+        &notifier,
+    )?;
+    cleanup(&cfg, &listeners);
+    tracing::info!("stopped");
+    Ok(code)
+}
+
+fn app_source(cfg: &VassalConfig) -> Option<python::AppSource> {
+    let callable = cfg.callable.clone();
+    if let Some(m) = &cfg.module {
+        // uWSGI also accepts a file path as `module`.
+        if m.ends_with(".py") || m.contains('/') {
+            return Some(python::AppSource::File {
+                path: PathBuf::from(m),
+                callable: callable.unwrap_or_else(|| "application".into()),
+            });
+        }
+        let (module, c) = match m.split_once(':') {
+            Some((m, c)) => (m.to_owned(), Some(c.to_owned())),
+            None => (m.clone(), None),
+        };
+        return Some(python::AppSource::Module {
+            module,
+            callable: c.or(callable).unwrap_or_else(|| "application".into()),
+        });
+    }
+    cfg.wsgi_file.as_ref().map(|f| python::AppSource::File {
+        path: f.clone(),
+        callable: callable.unwrap_or_else(|| "application".into()),
+    })
+}
+
+/// Imports the app; on failure prints the traceback and a one-line reason.
+fn load_app(cfg: &VassalConfig) -> Result<python::Py<python::PyAny>, ()> {
+    let Some(source) = app_source(cfg) else {
+        tracing::error!(
+            "no app configured: set `module = wsgi:application` or `wsgi-file = app.py`"
+        );
+        return Err(());
+    };
+    python::Python::attach(|py| {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        if let Err(e) = python::extend_sys_path(py, &cwd, &cfg.pythonpath) {
+            python::print_error(py, &e);
+            return Err(());
+        }
+        match python::load_app(py, &source) {
+            Ok(app) => {
+                tracing::info!("loaded app {source}");
+                Ok(app)
+            }
+            Err(python::LoadError::Python(e)) => {
+                python::print_error(py, &e);
+                tracing::error!("cannot load app {source}: {}", e);
+                Err(())
+            }
+            Err(e) => {
+                tracing::error!("cannot load app {source}: {e}");
+                Err(())
+            }
+        }
+    })
+}
+
+fn redirect_logs(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    nix::unistd::dup2_stdout(&f)?;
+    nix::unistd::dup2_stderr(&f)?;
+    let _ = f.as_raw_fd();
+    Ok(())
+}
+
+fn cleanup(cfg: &VassalConfig, listeners: &[sockets::Listener]) {
+    if cfg.vacuum {
+        for l in listeners {
+            if let Some(p) = &l.created_path {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if let Some(p) = &cfg.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

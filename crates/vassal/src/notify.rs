@@ -1,0 +1,42 @@
+//! sd_notify: `READY=1`, `STATUS=...`, `STOPPING=1` datagrams to $NOTIFY_SOCKET.
+//! The same messages serve systemd and the emperor (which gives each vassal its own
+//! socket). The variable is removed from the environment so the app and anything it
+//! spawns cannot talk to our supervisor in our name.
+
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+pub struct Notifier {
+    target: Option<(UnixDatagram, SocketAddr)>,
+}
+
+impl Notifier {
+    pub fn from_env() -> Notifier {
+        let path = std::env::var_os("NOTIFY_SOCKET");
+        // SAFETY: single-threaded start-up.
+        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        let target = path.and_then(|p| {
+            let bytes = p.as_encoded_bytes();
+            let addr = if let Some(name) = bytes.strip_prefix(b"@") {
+                use std::os::linux::net::SocketAddrExt;
+                SocketAddr::from_abstract_name(name).ok()?
+            } else {
+                SocketAddr::from_pathname(std::path::Path::new(&p)).ok()?
+            };
+            let sock = UnixDatagram::unbound().ok()?;
+            Some((sock, addr))
+        });
+        Notifier { target }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.target.is_some()
+    }
+
+    pub fn send(&self, msg: &str) {
+        if let Some((sock, addr)) = &self.target {
+            if let Err(e) = sock.send_to_addr(msg.as_bytes(), addr) {
+                tracing::warn!("sd_notify failed: {e}");
+            }
+        }
+    }
+}

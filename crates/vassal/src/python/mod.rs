@@ -1,0 +1,44 @@
+//! Everything that touches CPython lives here; the rest of the vassal sees Rust
+//! types only (`VarList` in, bytes on the socket out).
+
+mod call;
+mod environ;
+mod interpreter;
+mod wsgi;
+
+pub use call::{run as call_app, Request};
+pub use environ::EnvironBuilder;
+pub use interpreter::{
+    extend_sys_path, initialize, load_app, AppSource, InitError, LoadError, BUILD_PYTHON,
+    BUILD_PYTHON_VERSION,
+};
+pub use wsgi::SharedResponse;
+
+pub use pyo3::{Py, PyAny, Python};
+
+/// Prints a Python exception with its traceback to stderr (sys.stderr).
+pub fn print_error(py: Python<'_>, e: &pyo3::PyErr) {
+    e.display(py);
+}
+
+/// Forks with CPython's before/after-fork hooks around the fork, holding the GIL (a
+/// raw fork while another Python thread holds the GIL deadlocks the child).
+///
+/// # Safety
+/// The caller must be single-threaded apart from Python threads (no Rust threads
+/// holding locks), as after any fork.
+pub unsafe fn fork_with_python() -> nix::Result<nix::unistd::ForkResult> {
+    Python::attach(|_py| {
+        // SAFETY: the documented protocol: Before in the parent, then After_Child or
+        // After_Parent, all while attached.
+        unsafe {
+            pyo3::ffi::PyOS_BeforeFork();
+            let r = nix::unistd::fork();
+            match r {
+                Ok(nix::unistd::ForkResult::Child) => pyo3::ffi::PyOS_AfterFork_Child(),
+                _ => pyo3::ffi::PyOS_AfterFork_Parent(),
+            }
+            r
+        }
+    })
+}

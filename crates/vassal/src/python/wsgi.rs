@@ -1,0 +1,329 @@
+//! The Python objects a WSGI app touches: `start_response`, the `write` callable it
+//! returns, `wsgi.input` and `wsgi.file_wrapper`. Socket I/O always runs with the
+//! GIL released so other Python threads keep running.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use super::environ::to_latin1;
+use crate::body::{lock, SharedBody};
+use crate::response::Response;
+
+pub type SharedResponse = Arc<Mutex<Response>>;
+
+#[pyclass(module = "vassal", name = "start_response")]
+pub struct StartResponse {
+    pub resp: SharedResponse,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Write>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let r = lock(&self.resp);
+            if let Some(info) = exc_info {
+                if r.headers_sent() {
+                    // PEP 3333: too late to change the response; re-raise the app's
+                    // exception so it propagates out of the app.
+                    let value = info.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+            } else if r.has_status() {
+                return Err(PyAssertionError::new_err(
+                    "start_response() called a second time without exc_info",
+                ));
+            }
+        }
+        let (code, status) = parse_status(status)?;
+        let headers = parse_headers(headers)?;
+        lock(&self.resp).set_start(code, status, headers);
+        Py::new(
+            py,
+            Write {
+                resp: self.resp.clone(),
+            },
+        )
+    }
+}
+
+fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<(u16, Vec<u8>)> {
+    let s = status
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("status must be a str, e.g. '200 OK'"))?;
+    let text = s.to_cow()?;
+    let code = wire::response::parse_status(&text)
+        .map_err(|e| PyValueError::new_err(format!("invalid status {text:?}: {e}")))?;
+    let mut bytes =
+        to_latin1(s)?.ok_or_else(|| PyValueError::new_err("status must be latin-1 encodable"))?;
+    if bytes.len() == 3 {
+        bytes.push(b' ');
+        bytes.extend_from_slice(wire::response::reason_phrase(code).as_bytes());
+    }
+    Ok((code, bytes))
+}
+
+type HeaderList = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderList> {
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(l) = headers.cast::<PyList>() {
+        l.iter().collect()
+    } else if let Ok(t) = headers.cast::<PyTuple>() {
+        t.iter().collect()
+    } else {
+        return Err(PyTypeError::new_err(
+            "response headers must be a list of (name, value) tuples",
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| PyTypeError::new_err("each header must be a (name, value) tuple"))?;
+        let name = pair.get_item(0)?;
+        let value = pair.get_item(1)?;
+        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err("header names and values must be str"));
+        };
+        let (n, v) = (name.to_cow()?, value.to_cow()?);
+        wire::response::validate_header(&n, &v)
+            .map_err(|e| PyValueError::new_err(format!("invalid header {n:?}: {e}")))?;
+        let n = to_latin1(name)?;
+        let v = to_latin1(value)?;
+        let (Some(n), Some(v)) = (n, v) else {
+            return Err(PyValueError::new_err("headers must be latin-1 encodable"));
+        };
+        out.push((n, v));
+    }
+    Ok(out)
+}
+
+/// The `write(data)` callable returned by `start_response` (legacy imperative API).
+#[pyclass(module = "vassal")]
+pub struct Write {
+    resp: SharedResponse,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
+        if !lock(&self.resp).has_status() {
+            return Err(PyAssertionError::new_err(
+                "write() called before start_response()",
+            ));
+        }
+        let bytes = data.as_bytes();
+        let resp = &self.resp;
+        py.detach(|| lock(resp).write_body(bytes, None))
+            .map_err(|e| PyOSError::new_err(format!("write error: {e}")))
+    }
+}
+
+/// `wsgi.input`: a read-only file-like view of the request body.
+#[pyclass(module = "vassal", name = "Input")]
+pub struct Input {
+    body: SharedBody,
+    /// Bytes read from the body but not yet returned (readline lookahead).
+    ahead: Mutex<Vec<u8>>,
+}
+
+const BLOCK: usize = 64 * 1024;
+
+impl Input {
+    pub fn new(body: SharedBody) -> Self {
+        Input {
+            body,
+            ahead: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Reads up to `max` more body bytes, appending to `out`. Returns 0 at the end.
+    fn pull(&self, py: Python<'_>, out: &mut Vec<u8>, max: usize) -> PyResult<usize> {
+        let body = &self.body;
+        let start = out.len();
+        out.resize(start + max, 0);
+        let dst = &mut out[start..];
+        let r = py.detach(|| match lock(body).as_mut() {
+            Some(b) => b.read(dst),
+            None => Ok(0),
+        });
+        match r {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(n)
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(PyOSError::new_err(format!("error reading wsgi.input: {e}")))
+            }
+        }
+    }
+
+    fn read_n(&self, py: Python<'_>, size: Option<usize>) -> PyResult<Vec<u8>> {
+        let mut out = std::mem::take(&mut *lock(&self.ahead));
+        match size {
+            Some(n) if out.len() >= n => {
+                let rest = out.split_off(n);
+                *lock(&self.ahead) = rest;
+            }
+            Some(n) => {
+                while out.len() < n {
+                    let want = (n - out.len()).min(BLOCK);
+                    if self.pull(py, &mut out, want)? == 0 {
+                        break;
+                    }
+                }
+            }
+            None => while self.pull(py, &mut out, BLOCK)? > 0 {},
+        }
+        Ok(out)
+    }
+
+    fn read_line(&self, py: Python<'_>, limit: Option<usize>) -> PyResult<Vec<u8>> {
+        let mut buf = std::mem::take(&mut *lock(&self.ahead));
+        let mut scanned = 0;
+        loop {
+            let cap = limit.unwrap_or(usize::MAX);
+            if let Some(i) = buf[scanned..].iter().position(|&b| b == b'\n') {
+                let end = (scanned + i + 1).min(cap);
+                let rest = buf.split_off(end);
+                *lock(&self.ahead) = rest;
+                return Ok(buf);
+            }
+            if buf.len() >= cap {
+                let rest = buf.split_off(cap);
+                *lock(&self.ahead) = rest;
+                return Ok(buf);
+            }
+            scanned = buf.len();
+            let want = BLOCK.min(cap.saturating_sub(buf.len()).max(1));
+            if self.pull(py, &mut buf, want)? == 0 {
+                return Ok(buf);
+            }
+        }
+    }
+}
+
+fn size_arg(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    match size {
+        None => Ok(None),
+        Some(s) if s.is_none() => Ok(None),
+        Some(s) => {
+            let n: i64 = s.extract()?;
+            Ok(if n < 0 { None } else { Some(n as usize) })
+        }
+    }
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size=None))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.read_n(py, size_arg(size)?)?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (size=None))]
+    fn readline<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.read_line(py, size_arg(size)?)?;
+        Ok(PyBytes::new(py, &line))
+    }
+
+    #[pyo3(signature = (hint=None))]
+    fn readlines<'py>(
+        &self,
+        py: Python<'py>,
+        hint: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let hint = size_arg(hint)?.filter(|&h| h > 0);
+        let mut lines = Vec::new();
+        let mut total = 0;
+        loop {
+            let line = self.read_line(py, None)?;
+            if line.is_empty() {
+                break;
+            }
+            total += line.len();
+            lines.push(PyBytes::new(py, &line));
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.read_line(py, None)?;
+        Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+    }
+
+    fn close(&self) {}
+}
+
+/// `wsgi.file_wrapper(filelike, blksize=8192)`. When the app returns one whose file
+/// has a real descriptor, the driver sends it with sendfile(2); otherwise it is an
+/// iterator over `filelike.read(blksize)`.
+#[pyclass(module = "vassal", name = "FileWrapper")]
+pub struct FileWrapper {
+    pub filelike: Py<PyAny>,
+    blksize: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize=8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let chunk = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
+        Ok((chunk.len()? > 0).then_some(chunk))
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let f = self.filelike.bind(py);
+        if let Some(close) = f.getattr_opt("close")? {
+            close.call0()?;
+        }
+        Ok(())
+    }
+}

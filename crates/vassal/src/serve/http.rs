@@ -1,0 +1,151 @@
+//! HTTP/1.1 on an `http-socket`: keep-alive, pipelining (bytes after one request stay
+//! in the connection's buffer for the next), chunked request bodies, 100-continue.
+//! A parse error gets its status (400/414/431/501/505) and the connection is closed:
+//! after a framing error nothing that follows can be trusted.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wire::http::{self, BodyFraming, HttpError, Parsed, RequestHead, Version};
+
+use super::{log_request, Shared, ThreadState};
+use crate::body::{lock, Body};
+use crate::conn::{Reader, Stream};
+use crate::python::{self, Python};
+use crate::response::{Proto, Response};
+
+/// How much unread request body we discard to keep a connection alive.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+enum ReadError {
+    Closed,
+    Http(HttpError),
+    Io(io::Error),
+}
+
+fn read_head(r: &mut Reader, limits: &http::Limits) -> Result<RequestHead, ReadError> {
+    loop {
+        if !r.buffered().is_empty() {
+            match http::parse_head(r.buffered(), limits) {
+                Ok(Parsed::Complete { head, consumed }) => {
+                    r.consume(consumed);
+                    return Ok(head);
+                }
+                Ok(Parsed::Partial) => {}
+                Err(e) => return Err(ReadError::Http(e)),
+            }
+        }
+        match r.fill(limits.max_head_size) {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(ReadError::Http(HttpError {
+                    status: 431,
+                    detail: "request head too large",
+                }))
+            }
+            Err(e) if r.buffered().is_empty() => {
+                // Idle keep-alive connection timed out or reset: nothing to answer.
+                let _ = e;
+                return Err(ReadError::Closed);
+            }
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+pub struct Peer {
+    pub addr: String,
+    pub port: String,
+    pub server_port: String,
+}
+
+pub fn serve(py: Python<'_>, stream: Stream, peer: Peer, shared: &Shared, ts: &mut ThreadState) {
+    let _ = stream.set_timeouts(Some(shared.socket_timeout));
+    let stream = Arc::new(stream);
+    let buf = std::mem::take(&mut ts.buf);
+    let mut reader = Reader::with_buffer(stream.clone(), buf, 8192);
+    loop {
+        let limits = &shared.http_limits;
+        let head = match py.detach(|| read_head(&mut reader, limits)) {
+            Ok(h) => h,
+            Err(ReadError::Closed) => break,
+            Err(ReadError::Io(e)) => {
+                tracing::info!("http: error reading a request: {e}; connection closed");
+                break;
+            }
+            Err(ReadError::Http(e)) => {
+                tracing::info!("http: rejected a request: {} {}", e.status, e.detail);
+                let body = format!("{}\n", e.detail);
+                let reply = wire::response::simple_response(b"HTTP/1.1", e.status, &body, true);
+                py.detach(|| {
+                    let _ = stream.write_all(&reply);
+                    stream.shutdown_write();
+                });
+                break;
+            }
+        };
+        let started = Instant::now();
+        let vars = &mut ts.vars;
+        vars.clear();
+        let info = http::ServerInfo {
+            server_name: &shared.server_name,
+            server_port: &peer.server_port,
+            remote_addr: &peer.addr,
+            remote_port: &peer.port,
+            https: false,
+        };
+        http::cgi_vars(&head, &info, |k, v| vars.push(k.as_bytes(), v));
+        let chunked = head.body == BodyFraming::Chunked;
+        let mut body = match head.body {
+            BodyFraming::Empty => Body::with_length(reader, 0),
+            BodyFraming::Length(n) => Body::with_length(reader, n),
+            BodyFraming::Chunked => Body::chunked(reader),
+        };
+        if head.expect_continue && !body.is_finished() {
+            body.expect_continue();
+        }
+        let keep_alive = head.keep_alive && !shared.stopping.load(Ordering::Relaxed);
+        let proto = Proto::Http {
+            http11: head.version == Version::Http11,
+            keep_alive,
+            head: head.method == "HEAD",
+        };
+        let body = Arc::new(Mutex::new(Some(body)));
+        let resp = Arc::new(Mutex::new(Response::new(stream.clone(), proto)));
+        match &shared.app {
+            Some(app) => python::call_app(
+                py,
+                app,
+                &mut ts.env,
+                python::Request {
+                    vars,
+                    body: body.clone(),
+                    chunked_input: chunked,
+                    resp: resp.clone(),
+                },
+            ),
+            None => {
+                py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
+            }
+        }
+        let (code, sent, mut again) = {
+            let r = lock(&resp);
+            (r.code(), r.sent, r.keep_alive())
+        };
+        log_request(shared, vars, code, sent, started);
+        let Some(mut body) = lock(&body).take() else {
+            return;
+        };
+        if again {
+            again = py.detach(|| body.drain(DRAIN_LIMIT));
+        }
+        reader = body.into_reader();
+        if !again || shared.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    ts.buf = reader.into_buffer();
+}

@@ -1,0 +1,235 @@
+//! A worker process: `threads` serving threads that all accept on every listening
+//! socket, and a main thread that only waits for signals.
+//!
+//! Serving threads block in poll(2) over the listeners plus a wake-up pipe; on a
+//! graceful stop the pipe's write end is closed, every thread wakes, finishes the
+//! request it has, and exits. Each thread stays attached to CPython for its whole
+//! life and detaches around socket I/O, so its thread state is made once, not per
+//! request.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use config::Protocol;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+
+use crate::conn::Stream;
+use crate::python::{EnvironBuilder, Python};
+use crate::serve::{self, Shared, ThreadState};
+use crate::sockets::{Listener, ListenerKind};
+use crate::vars::VarList;
+
+pub struct WorkerSpec {
+    pub threads: u32,
+    pub multiprocess: bool,
+    /// How long a graceful stop waits for in-flight requests.
+    pub mercy: Duration,
+}
+
+/// Runs in the forked child; never returns.
+pub fn run(
+    listeners: Arc<Vec<Listener>>,
+    shared: Arc<Shared>,
+    spec: WorkerSpec,
+    ready: OwnedFd,
+) -> ! {
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP]);
+    // The master blocks these signals (it reads them from a signalfd); a fork
+    // inherits the mask, so open it again now that our handlers are installed.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    let mut signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("worker cannot install signal handlers: {e}");
+            exit(1);
+        }
+    };
+    let (wake_r, wake_w) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("worker cannot create its wake-up pipe: {e}");
+            exit(1);
+        }
+    };
+    let wake_r = Arc::new(wake_r);
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let multithread = spec.threads > 1;
+    for i in 0..spec.threads.max(1) {
+        let listeners = listeners.clone();
+        let shared = shared.clone();
+        let wake = wake_r.clone();
+        let done = done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("serve-{i}"))
+            .spawn(move || {
+                serve_thread(
+                    &listeners,
+                    &shared,
+                    wake.as_fd(),
+                    multithread,
+                    spec.multiprocess,
+                );
+                let _ = done.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!("worker cannot start serving thread {i}: {e}");
+            exit(1);
+        }
+    }
+    drop(done_tx);
+    let _ = nix::unistd::write(&ready, b"r");
+    drop(ready);
+
+    for sig in signals.forever() {
+        match sig {
+            SIGTERM | SIGHUP => {
+                shared.stopping.store(true, Ordering::SeqCst);
+                // Closing the write end makes the pipe readable for every thread.
+                let _ = nix::unistd::close(wake_w.as_raw_fd());
+                std::mem::forget(wake_w);
+                let deadline = std::time::Instant::now() + spec.mercy;
+                let mut live = spec.threads.max(1);
+                while live > 0 {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match done_rx.recv_timeout(left) {
+                        Ok(()) => live -= 1,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            tracing::warn!(
+                                "worker {}: {live} request(s) still running after the mercy period; exiting",
+                                std::process::id()
+                            );
+                            break;
+                        }
+                    }
+                }
+                exit(0);
+            }
+            // INT/QUIT, or a second TERM: stop now.
+            _ => exit(0),
+        }
+    }
+    exit(0)
+}
+
+/// Leaves without running Python's finalisation or Rust destructors: other threads
+/// may be inside the interpreter, and the master owns the sockets.
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+fn serve_thread(
+    listeners: &[Listener],
+    shared: &Shared,
+    wake: BorrowedFd<'_>,
+    multithread: bool,
+    multiprocess: bool,
+) {
+    Python::attach(|py| {
+        let env = match EnvironBuilder::new(py, multithread, multiprocess) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("cannot prepare the WSGI environ: {e}");
+                return;
+            }
+        };
+        let mut ts = ThreadState {
+            env,
+            vars: VarList::default(),
+            buf: Vec::new(),
+        };
+        loop {
+            let accepted = py.detach(|| accept(listeners, wake, shared));
+            let Some((stream, li)) = accepted else {
+                break;
+            };
+            let listener = &listeners[li];
+            match listener.protocol {
+                Protocol::Uwsgi => serve::uwsgi::serve(py, stream, shared, &mut ts),
+                Protocol::Http => {
+                    let (addr, port) = match &stream {
+                        Stream::Tcp(s) => s
+                            .peer_addr()
+                            .map(|a| (a.ip().to_canonical().to_string(), a.port().to_string()))
+                            .unwrap_or_default(),
+                        Stream::Unix(_) => (String::new(), String::new()),
+                    };
+                    let peer = serve::http::Peer {
+                        addr,
+                        port,
+                        server_port: listener.port.clone(),
+                    };
+                    serve::http::serve(py, stream, peer, shared, &mut ts)
+                }
+            }
+            if shared.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+    });
+}
+
+/// Waits for a connection on any listener; None once the worker is stopping.
+fn accept(
+    listeners: &[Listener],
+    wake: BorrowedFd<'_>,
+    shared: &Shared,
+) -> Option<(Stream, usize)> {
+    loop {
+        if shared.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(listeners.len() + 1);
+        // SAFETY: the listeners outlive this call.
+        for l in listeners {
+            fds.push(PollFd::new(
+                unsafe { BorrowedFd::borrow_raw(l.raw_fd()) },
+                PollFlags::POLLIN,
+            ));
+        }
+        fds.push(PollFd::new(wake, PollFlags::POLLIN));
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                tracing::error!("poll on listening sockets failed: {e}");
+                return None;
+            }
+        }
+        if fds[listeners.len()].any().unwrap_or(false) {
+            return None;
+        }
+        let ready: Vec<usize> = (0..listeners.len())
+            .filter(|&i| fds[i].any().unwrap_or(false))
+            .collect();
+        drop(fds);
+        for i in ready {
+            let got = match &listeners[i].kind {
+                ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Stream::Tcp(s)
+                }),
+            };
+            match got {
+                Ok(s) => return Some((s, i)),
+                // Another worker won the race for this connection.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("accept on {} failed: {e}", listeners[i].name);
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+}
