@@ -53,6 +53,11 @@ fn main() -> ExitCode {
         eprintln!("{w}");
     }
     if check {
+        let c = &loaded.config;
+        if c.module.is_none() && c.wsgi_file.is_none() {
+            eprintln!("error: no app configured: set `module = wsgi:application` or `wsgi-file = app.py`");
+            return ExitCode::from(1);
+        }
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
