@@ -2,6 +2,7 @@
 //! real Flask and Django apps in the test virtualenv (EMPEROR_TEST_VENV).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use emperor_e2e::http::{self, Conn};
 use emperor_e2e::nginx::Nginx;
@@ -364,4 +365,26 @@ fn twenty_mib_download_over_http_socket_in_bounded_memory() {
             hwm1 - hwm0
         ));
     }
+}
+
+#[test]
+fn oversized_request_headers_through_nginx_get_the_vassal_error_not_a_502() {
+    // nginx packs the 5 KB header into a vars block larger than the default buffer-size
+    // (4096). uWSGI closes silently and nginx answers 502; the vassal answers an error
+    // that names the problem, and nginx must be able to relay it.
+    let tmp = TempDir::new("bigh");
+    let (v, sock) = emperor_e2e::uwsgi_vassal(&tmp, "echo.py", &[]);
+    let nginx = Nginx::start(&sock);
+    let big = "b".repeat(5000);
+    let r = http::request(&nginx.addr(), "GET", "/", &[("X-Big", &big)], b"");
+    if !(400..500).contains(&r.status) || r.body.is_empty() {
+        v.fail(&format!(
+            "expected the vassal's 4xx error relayed by nginx, got {}\n{}",
+            r.summary(),
+            nginx.logs()
+        ));
+    }
+    v.wait_log("buffer-size", Duration::from_secs(5));
+    let r = http::get(&nginx.addr(), "/small");
+    assert_eq!(r.status, 200, "{}", r.summary());
 }

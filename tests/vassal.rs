@@ -25,7 +25,18 @@ fn seed_commands_run_unchanged() {
     let tmp = TempDir::new("seed");
     tmp.write("wsgi.py", HELLO_WSGI);
     tmp.write("test.py", HELLO_WSGI);
-    let tcp = Addr::Tcp("127.0.0.1:8000".into());
+    // The seeds say :8000. EMPEROR_TEST_SEED_PORT moves them when 8000 is taken on a
+    // shared machine; the commands are otherwise unchanged.
+    let port = std::env::var("EMPEROR_TEST_SEED_PORT").unwrap_or_else(|_| "8000".into());
+    if let Err(e) = std::net::TcpListener::bind((
+        "127.0.0.1",
+        port.parse::<u16>()
+            .expect("EMPEROR_TEST_SEED_PORT is a port"),
+    )) {
+        panic!("TCP port {port} is not free ({e}): another process listens there (see `ss -ltnp`); stop it or set EMPEROR_TEST_SEED_PORT");
+    }
+    let tcp = Addr::Tcp(format!("127.0.0.1:{port}"));
+    let with_port = |a: &str| a.replace("8000", &port);
 
     // 1. vassal --socket 127.0.0.1:8000 --protocol=http -w wsgi
     {
@@ -58,7 +69,7 @@ fn seed_commands_run_unchanged() {
     // 2. vassal --http :8000 --wsgi-file test.py
     {
         let mut v = VassalBuilder::new()
-            .args(["--http", ":8000", "--wsgi-file", "test.py"])
+            .args(["--http", &with_port(":8000"), "--wsgi-file", "test.py"])
             .cwd(tmp.path())
             .spawn_ready();
         let r = http::get(&tcp, "/");
@@ -455,25 +466,27 @@ fn send_raw_uwsgi(sock: &std::path::Path, bytes: &[u8]) -> Vec<u8> {
 fn garbage_on_the_uwsgi_socket_is_closed_and_the_vassal_keeps_serving() {
     let tmp = TempDir::new("garb");
     let (v, sock) = uwsgi_vassal(&tmp, "features.py", &["--processes", "1"]);
-    let mut overrun = vec![0u8, 16, 0, 0, 0xff, 0xff];
+    // A 12-byte vars block whose first key claims 65535 bytes.
+    let mut overrun = vec![0u8, 12, 0, 0, 0xff, 0xff];
     overrun.extend_from_slice(b"0123456789");
     let zero_key = vec![0u8, 6, 0, 0, 0, 0, 2, 0, b'h', b'i'];
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("a key length overrunning the vars block", overrun),
-        ("a zero-length key", zero_key),
-        ("300 pseudo-random bytes", pseudo_random(300, 7)),
+    let mut unknown_modifier = uwsgi::packet(&uwsgi::vars("GET", "/head", 0), b"");
+    unknown_modifier[0] = 99;
+    // (what, bytes, must the vassal log it?) A request cut short by EOF is a client that
+    // went away, which need not be logged; malformed requests must be.
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("a key length overrunning the vars block", overrun, true),
+        ("a zero-length key", zero_key, true),
+        ("300 pseudo-random bytes", pseudo_random(300, 7), true),
+        ("an empty vars block", vec![0u8, 0, 0, 0], true),
+        ("an unknown modifier1", unknown_modifier, true),
         (
             "a vars block cut short by EOF",
             vec![0u8, 200, 0, 0, 4, 0, b'P', b'A'],
+            false,
         ),
-        ("an empty vars block", vec![0u8, 0, 0, 0]),
-        ("an unknown modifier1", {
-            let mut p = uwsgi::packet(&uwsgi::vars("GET", "/head", 0), b"");
-            p[0] = 99;
-            p
-        }),
     ];
-    for (what, bytes) in cases {
+    for (what, bytes, must_log) in cases {
         let before = v.log().len();
         let out = send_raw_uwsgi(&sock, &bytes);
         if let Ok(r) = http::parse_response(&out) {
@@ -481,7 +494,7 @@ fn garbage_on_the_uwsgi_socket_is_closed_and_the_vassal_keeps_serving() {
                 v.fail(&format!("{what}: a 2xx answer to garbage: {}", r.summary()));
             }
         }
-        if !wait::try_wait_until(Duration::from_secs(5), || v.log().len() > before) {
+        if must_log && !wait::try_wait_until(Duration::from_secs(5), || v.log().len() > before) {
             v.fail(&format!(
                 "{what}: the vassal should log the rejected request"
             ));

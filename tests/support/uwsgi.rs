@@ -72,14 +72,29 @@ pub fn vars(method: &str, uri: &str, body_len: usize) -> Vars {
 }
 
 /// Sends `packet` on a fresh connection to the unix socket `sock`, then reads to EOF.
+///
+/// A server that answers early (e.g. an error for an oversized vars block) and closes
+/// with part of the request unread makes the kernel reset the connection: the write may
+/// fail and the read ends in ECONNRESET after the response bytes. Like nginx, this client
+/// keeps what arrived; it fails only if nothing did.
 pub fn send(sock: &Path, packet: &[u8]) -> io::Result<Vec<u8>> {
     let mut s = UnixStream::connect(sock)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
-    s.write_all(packet)?;
+    let write_err = s.write_all(packet).err();
     let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    Ok(out)
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !out.is_empty() => {
+                return Ok(out)
+            }
+            Err(e) => return Err(write_err.unwrap_or(e)),
+        }
+    }
 }
 
 /// One uwsgi request; the raw reply parsed as an HTTP response (body = bytes until EOF,

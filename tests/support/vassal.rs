@@ -143,6 +143,7 @@ impl VassalBuilder {
             notify,
             log_path,
             args: self.args,
+            described: std::cell::Cell::new(false),
             _dir: dir,
         }
     }
@@ -163,6 +164,8 @@ pub struct Vassal {
     notify: NotifySocket,
     log_path: PathBuf,
     args: Vec<OsString>,
+    /// The log was already part of a panic message (Drop need not print it again).
+    described: std::cell::Cell<bool>,
     _dir: TempDir,
 }
 
@@ -177,6 +180,7 @@ impl Vassal {
     }
 
     fn describe(&self) -> String {
+        self.described.set(true);
         let args: Vec<_> = self.args.iter().map(|a| a.to_string_lossy()).collect();
         format!(
             "vassal {}\n  notifications: {:?}\n---- vassal log ----\n{}\n---- end of log ----",
@@ -310,7 +314,7 @@ impl Drop for Vassal {
         if self.status.is_none() {
             self.status = self.exit_rx.recv_timeout(Duration::from_secs(10)).ok();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.described.get() {
             eprintln!("{}", self.describe());
         }
     }
