@@ -43,7 +43,7 @@ fn seed_commands_run_unchanged() {
         let mut v = VassalBuilder::new()
             .args([
                 "--socket",
-                "127.0.0.1:8000",
+                &with_port("127.0.0.1:8000"),
                 "--protocol=http",
                 "-w",
                 "wsgi",
