@@ -299,6 +299,7 @@ fn gunicorn_corpus_default_settings() {
     let (mut valid_ok, mut valid_refused, mut invalid_ok, mut invalid_accepted, mut total) =
         (0, 0, 0, 0, 0);
     let mut host_inserted: Vec<String> = Vec::new();
+    let mut refused_names: Vec<String> = Vec::new();
     for case in corpus["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().unwrap_or("?").to_string();
         let settings = &case["settings"];
@@ -357,6 +358,7 @@ fn gunicorn_corpus_default_settings() {
             if refused {
                 if MAY_REFUSE.contains(&name.as_str()) {
                     valid_refused += 1;
+                    refused_names.push(name.clone());
                 } else {
                     failures.push(format!(
                         "{name} (valid): refused: statuses {:?}{}",
@@ -435,6 +437,10 @@ fn gunicorn_corpus_default_settings() {
         host_inserted.len()
     );
     eprintln!("{summary}");
+    eprintln!(
+        "  refused valid cases (allowed): {}",
+        refused_names.join(" ")
+    );
     for f in &failures {
         eprintln!("  FAIL {f}");
     }

@@ -158,7 +158,11 @@ fn django_project_behind_nginx() {
     // page only appears for an untouched urls.py).
     let r = http::get(&addr, "/");
     if r.status != 404 || !r.text().contains("Page not found") || !r.text().contains("e2e/echo/") {
-        v.fail(&format!("Django DEBUG 404 page listing our URL patterns: {}\n{}", r.summary(), nginx.logs()));
+        v.fail(&format!(
+            "Django DEBUG 404 page listing our URL patterns: {}\n{}",
+            r.summary(),
+            nginx.logs()
+        ));
     }
     let r = http::get(&addr, "/admin/login/");
     if r.status != 200 || !r.text().contains("csrfmiddlewaretoken") {
