@@ -64,6 +64,6 @@ step "cargo build --workspace --bins"
 cargo build --workspace --bins
 
 step "cargo test --workspace (EMPEROR_TEST_VENV=$venv)"
-EMPEROR_TEST_VENV="$venv" cargo test --workspace "$@"
+EMPEROR_TEST_VENV="$venv" cargo test --workspace --no-fail-fast "$@"
 
 step "all tests passed"
