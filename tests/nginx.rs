@@ -390,3 +390,20 @@ fn oversized_request_headers_through_nginx_get_the_vassal_error_not_a_502() {
     let r = http::get(&nginx.addr(), "/small");
     assert_eq!(r.status, 200, "{}", r.summary());
 }
+
+#[test]
+fn flask_with_the_home_flag() {
+    let tmp = TempDir::new("flaskhf");
+    let (v, addr) = http_vassal(
+        &tmp,
+        "flaskapp/app.py",
+        &[
+            "--callable",
+            "app",
+            "--home",
+            venv().to_str().expect("utf-8 venv path"),
+        ],
+    );
+    check_flask_routes(&v, &addr);
+    assert_runs_in_venv(&v, &http::get(&addr, "/venv"));
+}

@@ -326,6 +326,7 @@ fn sigterm_is_graceful_and_vacuum_removes_the_socket() {
                 .contains("sleep-start")
         },
     );
+    let pids = emperor_e2e::proc::tree(v.pid());
     v.signal(libc::SIGTERM);
     let r = inflight.join().expect("request thread");
     if r.status != 200 || r.body != b"slept" {
@@ -351,9 +352,24 @@ fn sigterm_is_graceful_and_vacuum_removes_the_socket() {
         "expected STOPPING=1 on the notify socket, got {:?}",
         v.notifications()
     );
-    assert!(
-        v.tree_mem_kib() == (0, 0) || emperor_e2e::proc::tree(v.pid()).len() <= 1,
-        "workers must not outlive the master"
+    assert_all_gone(&pids);
+}
+
+/// Every process in `pids` has exited (a zombie counts as gone): no orphaned workers.
+fn assert_all_gone(pids: &std::collections::BTreeSet<u32>) {
+    wait::wait_until(
+        Duration::from_secs(10),
+        "the vassal's workers to exit with the master",
+        || {
+            pids.iter().all(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map(|s| {
+                        s.rsplit_once(')')
+                            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                    })
+                    .unwrap_or(true)
+            })
+        },
     );
 }
 
@@ -371,22 +387,7 @@ fn sigint_stops_with_exit_zero() {
         show_status(st),
         v.log()
     );
-    // No orphaned workers: every process of the tree is gone (pids cannot be reused this fast
-    // in practice; a zombie counts as gone).
-    wait::wait_until(
-        Duration::from_secs(10),
-        "the vassal's workers to exit",
-        || {
-            pids.iter().all(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .map(|s| {
-                        s.rsplit_once(')')
-                            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-                    })
-                    .unwrap_or(true)
-            })
-        },
-    );
+    assert_all_gone(&pids);
 }
 
 #[test]
@@ -717,4 +718,61 @@ fn http_parse_errors_get_an_error_status_then_close() {
         }
     }
     assert_eq!(http::get(&addr, "/still-up").status, 200);
+}
+
+#[test]
+fn pidfile_logto_pythonpath_and_bare_chmod_socket() {
+    let tmp = TempDir::new("opts");
+    let sock = tmp.join("s.sock");
+    let pidfile = tmp.join("app.pid");
+    let logto = tmp.join("app.log");
+    let mut v = VassalBuilder::new()
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--chmod-socket")
+        .arg("--pythonpath")
+        .arg(apps_dir())
+        .args(["-w", "echo:application", "--master"])
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--logto")
+        .arg(&logto)
+        .cwd(tmp.path())
+        .spawn_ready();
+    let mode = std::fs::metadata(&sock)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    if mode != 0o666 {
+        v.fail(&format!(
+            "--chmod-socket without a value means 666, socket mode is {mode:o}"
+        ));
+    }
+    let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    if pid.trim() != v.pid().to_string() {
+        v.fail(&format!(
+            "--pidfile should hold the master pid {}, holds {pid:?}",
+            v.pid()
+        ));
+    }
+    let r = uwsgi::get(&sock, "/logged-request");
+    if r.status != 200 {
+        v.fail(&format!(
+            "--pythonpath + -w echo:application: {}",
+            r.summary()
+        ));
+    }
+    let ok = wait::try_wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&logto)
+            .unwrap_or_default()
+            .contains("/logged-request")
+    });
+    if !ok {
+        v.fail(&format!(
+            "--logto: the request log line should be in {}, which holds {:?}",
+            logto.display(),
+            std::fs::read_to_string(&logto).unwrap_or_default()
+        ));
+    }
+    let st = v.terminate();
+    assert!(st.success(), "{}", show_status(st));
 }
