@@ -68,11 +68,13 @@ impl MagicTable {
     /// `config_magic_table_fill` for the config spec `filename` (`path[:section]`).
     /// Fails (uWSGI exits) when the file cannot be resolved to an absolute path.
     pub fn fill(&mut self, filename: &str, host: &dyn Host) -> Result<(), std::io::Error> {
-        self.set(b'o', filename);
         let (name, section) = match filename.rfind(':') {
             Some(colon) => (&filename[..colon], Some(&filename[colon + 1..])),
             None => (filename, None),
         };
+        // uWSGI's `%o` points into the spec string, whose `:` is overwritten with NUL while
+        // the file is read: `%o` is the spec without its section (empty for `:section`).
+        self.set(b'o', name);
         if !name.is_empty() {
             let path = Path::new(name);
             let fullname = if host.is_symlink(path) {
@@ -216,7 +218,7 @@ mod tests {
             ("%d", "/etc/emperor/apps/"),
             ("%c", "apps"),
             ("%0|%1|%2|%3", "etc|emperor|apps|"),
-            ("%o", "/etc/emperor/apps/my.app.ini:dev"),
+            ("%o", "/etc/emperor/apps/my.app.ini"),
             ("%x", "dev"),
             ("%v", "/srv"),
             ("%h %k %u %U %g %G", "testhost 4 1000 app 1001 appgroup"),
