@@ -29,6 +29,8 @@ pub struct Body {
     /// Decoded chunked bytes not yet handed out.
     pending: Vec<u8>,
     pending_pos: usize,
+    /// The client's chunked framing was invalid: the request gets a 400, not a 500.
+    pub bad_framing: bool,
 }
 
 /// How much a chunked body may decode per step (bounds memory for huge uploads).
@@ -56,6 +58,7 @@ impl Body {
             continue_pending: false,
             pending: Vec::new(),
             pending_pos: 0,
+            bad_framing: false,
         }
     }
 
@@ -112,11 +115,18 @@ impl Body {
                     self.pending.clear();
                     self.pending_pos = 0;
                     if !self.reader.buffered().is_empty() {
-                        let (used, finished) = decoder
-                            .decode(self.reader.buffered(), &mut self.pending, CHUNK_STEP)
-                            .map_err(|e| {
-                                io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-                            })?;
+                        let decoded =
+                            decoder.decode(self.reader.buffered(), &mut self.pending, CHUNK_STEP);
+                        let (used, finished) = match decoded {
+                            Ok(r) => r,
+                            Err(e) => {
+                                self.bad_framing = true;
+                                return Err(io::Error::new(
+                                    io::ErrorKind::InvalidData,
+                                    format!("bad chunked request body: {}", e.detail),
+                                ));
+                            }
+                        };
                         self.reader.consume(used);
                         *done = finished;
                         if used > 0 || !self.pending.is_empty() || finished {

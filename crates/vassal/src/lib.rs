@@ -99,7 +99,13 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
         buffer_size: cfg.buffer_size,
         socket_timeout: Duration::from_secs(cfg.socket_timeout.max(1)),
         log_requests: !cfg.disable_logging,
-        http_limits: wire::http::Limits::default(),
+        // gunicorn's request-line limit (4094) unless buffer-size asks for more: long
+        // URLs need the same knob as big uwsgi vars blocks.
+        http_limits: wire::http::Limits {
+            max_request_line: cfg.buffer_size.max(4094),
+            max_head_size: (64 * 1024).max(cfg.buffer_size),
+            ..wire::http::Limits::default()
+        },
         server_name: nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())

@@ -55,7 +55,9 @@ fn main() -> ExitCode {
     if check {
         let c = &loaded.config;
         if c.module.is_none() && c.wsgi_file.is_none() {
-            eprintln!("error: no app configured: set `module = wsgi:application` or `wsgi-file = app.py`");
+            eprintln!(
+                "error: no app configured: set `module = wsgi:application` or `wsgi-file = app.py`"
+            );
             return ExitCode::from(1);
         }
         println!("configuration OK");

@@ -54,12 +54,12 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Reque
     let result = match result {
         Ok(r) => r,
         Err(e) => {
-            app_failed(py, &req.resp, e, &label());
+            app_failed(py, &req, e, &label());
             return;
         }
     };
     if let Err(e) = send_result(py, &req.resp, &result) {
-        app_failed(py, &req.resp, e, &label());
+        app_failed(py, &req, e, &label());
     }
     // PEP 3333: close() exactly once, whatever happened while iterating.
     if !(result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>()) {
@@ -94,7 +94,15 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Reque
 
 /// Logs the traceback; answers 500 if nothing was sent yet, else aborts the response
 /// (the connection is closed so the client sees a truncated body, not a wrong one).
-fn app_failed(py: Python<'_>, resp: &SharedResponse, e: PyErr, label: &str) {
+fn app_failed(py: Python<'_>, req: &Request<'_>, e: PyErr, label: &str) {
+    let resp = &req.resp;
+    let bad_body = lock(&req.body).as_ref().is_some_and(|b| b.bad_framing);
+    if bad_body {
+        // The client broke the chunked framing; the app only saw the read fail.
+        tracing::info!(request = %label, "invalid chunked request body: answered 400 ({e})");
+        py.detach(|| lock(resp).error(400, "Bad Request: invalid chunked body\n"));
+        return;
+    }
     let client_gone = lock(resp).broken;
     if client_gone && e.is_instance_of::<pyo3::exceptions::PyOSError>(py) {
         tracing::info!(request = %label, "client went away during the response");

@@ -26,9 +26,14 @@ enum ReadError {
 }
 
 fn read_head(r: &mut Reader, limits: &http::Limits) -> Result<RequestHead, ReadError> {
+    // The parser rescans from the start, so only call it when the bytes that just
+    // arrived finish a line: a client sending one byte at a time then costs one
+    // parse per line, not one per byte.
+    let mut scanned = 0;
     loop {
-        if !r.buffered().is_empty() {
-            match http::parse_head(r.buffered(), limits) {
+        let buffered = r.buffered();
+        if buffered[scanned.min(buffered.len())..].contains(&b'\n') {
+            match http::parse_head(buffered, limits) {
                 Ok(Parsed::Complete { head, consumed }) => {
                     r.consume(consumed);
                     return Ok(head);
@@ -37,6 +42,7 @@ fn read_head(r: &mut Reader, limits: &http::Limits) -> Result<RequestHead, ReadE
                 Err(e) => return Err(ReadError::Http(e)),
             }
         }
+        scanned = buffered.len();
         match r.fill(limits.max_head_size) {
             Ok(0) => return Err(ReadError::Closed),
             Ok(_) => {}
@@ -46,13 +52,12 @@ fn read_head(r: &mut Reader, limits: &http::Limits) -> Result<RequestHead, ReadE
                     detail: "request head too large",
                 }))
             }
-            Err(e) if r.buffered().is_empty() => {
-                // Idle keep-alive connection timed out or reset: nothing to answer.
-                let _ = e;
-                return Err(ReadError::Closed);
-            }
+            // Idle keep-alive connection timed out or reset: nothing to answer.
+            Err(_) if r.buffered().is_empty() => return Err(ReadError::Closed),
             Err(e) => return Err(ReadError::Io(e)),
         }
+        // fill() may have moved the unconsumed bytes to the buffer's start; `scanned`
+        // counts from the first unconsumed byte, so it stays valid.
     }
 }
 

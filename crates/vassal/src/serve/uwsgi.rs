@@ -88,6 +88,17 @@ pub fn serve(py: Python<'_>, stream: Stream, shared: &Shared, ts: &mut ThreadSta
                 let reply = wire::response::simple_response(b"HTTP/1.1", 431, &msg, true);
                 py.detach(|| {
                     let _ = stream.write_all(&reply);
+                    // Read what the client still sends before closing, so it sees our
+                    // answer rather than a connection reset.
+                    stream.shutdown_write();
+                    let mut scratch = [0u8; 8192];
+                    let mut left = size + 64 * 1024;
+                    while left > 0 {
+                        match stream.read(&mut scratch) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => left = left.saturating_sub(n),
+                        }
+                    }
                 });
             } else {
                 tracing::warn!("bad uwsgi packet: {e}; connection closed");
@@ -99,6 +110,10 @@ pub fn serve(py: Python<'_>, stream: Stream, shared: &Shared, ts: &mut ThreadSta
     let vars = &mut ts.vars;
     if modifier1 == 30 {
         strip_script_name(vars);
+    }
+    // PEP 3333 requires SCRIPT_NAME; nginx's uwsgi_params does not send it.
+    if vars.get(b"SCRIPT_NAME").is_none() {
+        vars.push(b"SCRIPT_NAME", b"");
     }
     let length = vars
         .get(b"CONTENT_LENGTH")
