@@ -12,13 +12,16 @@
 use crate::diag::Diagnostic;
 use crate::host::Host;
 use crate::raw::RawOption;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 /// Substitutions allowed in one value before we call it a loop.
-pub const MAX_SUBSTITUTIONS: usize = 256;
+pub const MAX_SUBSTITUTIONS: usize = 64;
 /// Longest value a substitution may produce.
-pub const MAX_VALUE_LEN: usize = 256 * 1024;
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+/// Bytes all substitutions of one pass may produce together, so hostile input stays cheap
+/// (each substitution rebuilds its value).
+pub const MAX_PASS_BYTES: usize = 4 * 1024 * 1024;
 
 /// Runs `$`, `@` and `%` over `options`; returns the names `%(...)` looked up, so unknown
 /// keys used as placeholders are not reported as typos.
@@ -34,8 +37,14 @@ pub fn apply_all(
         read_at_file(host, key, diag)
     });
     let mut referenced = BTreeSet::new();
+    // The first option of each name never changes during the pass: index it once so
+    // lookups stay O(1) however many options there are.
+    let mut first: HashMap<String, usize> = HashMap::new();
+    for (i, o) in options.iter().enumerate() {
+        first.entry(o.key.clone()).or_insert(i);
+    }
     apply_pass(options, b'%', diagnostics, &mut |opts, key, _| {
-        manage_placeholder(opts, key, &mut referenced)
+        manage_placeholder(opts, &first, key, &mut referenced)
     });
     referenced
 }
@@ -50,6 +59,7 @@ fn apply_pass(
     diagnostics: &mut Vec<Diagnostic>,
     hook: &mut Hook<'_>,
 ) {
+    let mut total = 0usize;
     for i in 0..options.len() {
         if options[i].configured {
             continue;
@@ -113,6 +123,17 @@ fn apply_pass(
                         ));
                         break;
                     }
+                    total = total.saturating_add(new_len);
+                    if total > MAX_PASS_BYTES {
+                        diagnostics.push(Diagnostic::error(
+                            &options[i].origin,
+                            format!(
+                                "`{}(...)` substitutions produce more than {MAX_PASS_BYTES} bytes; giving up",
+                                char::from(symbol)
+                            ),
+                        ));
+                        return;
+                    }
                     value = format!(
                         "{}{}{}",
                         &value[..magic_key - 2],
@@ -163,10 +184,14 @@ fn read_at_file(host: &dyn Host, key: &str, error: &mut Option<String>) -> Optio
 
 /// `uwsgi_get_exported_opt`: the value of the FIRST option called `key` (None for a flag
 /// given without value on the command line, which uWSGI stores as NULL).
-fn first_value<'a>(options: &'a [RawOption], key: &str) -> Option<&'a str> {
-    options
-        .iter()
-        .find(|o| o.key == key)
+fn first_value<'a>(
+    options: &'a [RawOption],
+    first: &HashMap<String, usize>,
+    key: &str,
+) -> Option<&'a str> {
+    first
+        .get(key)
+        .and_then(|&i| options.get(i))
         .and_then(|o| o.value.as_deref())
 }
 
@@ -175,12 +200,13 @@ fn first_value<'a>(options: &'a [RawOption], key: &str) -> Option<&'a str> {
 /// Inside a pipeline an unknown name is the empty string.
 fn manage_placeholder(
     options: &[RawOption],
+    first: &HashMap<String, usize>,
     key: &str,
     referenced: &mut BTreeSet<String>,
 ) -> Option<String> {
     if !key.contains(' ') {
         referenced.insert(key.to_string());
-        return first_value(options, key).map(str::to_string);
+        return first_value(options, first, key).map(str::to_string);
     }
     #[derive(Clone, Copy)]
     enum State {
@@ -221,7 +247,7 @@ fn manage_placeholder(
                 }
                 name => {
                     referenced.insert(name.to_string());
-                    first_value(options, name).unwrap_or("").to_string()
+                    first_value(options, first, name).unwrap_or("").to_string()
                 }
             }
         };

@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 /// crashes).
 pub const MAX_INCLUDE_DEPTH: usize = 32;
 /// Options accepted from all files together; beyond this the input is not a config file.
-pub const MAX_OPTIONS: usize = 100_000;
+pub const MAX_OPTIONS: usize = 10_000;
+/// Ini files read in total. The depth limit alone does not stop a file that includes
+/// itself twice (2^depth reads).
+pub const MAX_FILE_LOADS: usize = 64;
 
 /// One entry of the option list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,7 @@ pub struct Reader<'h> {
     magic: MagicTable,
     last_file: Option<String>,
     depth: usize,
+    loads: usize,
     resolved: Resolved,
 }
 
@@ -80,6 +84,7 @@ impl<'h> Reader<'h> {
             magic: MagicTable::new(host),
             last_file: None,
             depth: 0,
+            loads: 0,
             resolved: Resolved {
                 options: Vec::new(),
                 diagnostics: Vec::new(),
@@ -141,6 +146,17 @@ impl<'h> Reader<'h> {
             ));
             return;
         }
+        if self.loads >= MAX_FILE_LOADS {
+            if self.loads == MAX_FILE_LOADS {
+                self.diagnose(Diagnostic::error(
+                    origin,
+                    format!("more than {MAX_FILE_LOADS} ini files read (do they include each other?); giving up"),
+                ));
+                self.loads += 1;
+            }
+            return;
+        }
+        self.loads += 1;
         let (file, section) = match spec.rfind(':') {
             Some(colon) => {
                 let section = &spec[colon + 1..];

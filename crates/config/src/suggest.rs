@@ -45,7 +45,8 @@ pub fn suggest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> 
     };
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
-        if candidate == key {
+        // The distance is at least the length difference: skip hopeless candidates cheaply.
+        if candidate == key || candidate.len().abs_diff(normalised.len()) > max {
             continue;
         }
         let d = distance(&normalised, candidate);

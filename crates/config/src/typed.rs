@@ -144,6 +144,9 @@ fn classify(
         .filter(|o| o.placeholder)
         .map(|o| o.key.as_str())
         .collect();
+    // Files that include themselves repeat the same unknown keys: suggest once per key.
+    let mut suggestions: std::collections::HashMap<&str, Option<&str>> =
+        std::collections::HashMap::new();
     for option in options {
         let key = option.key.as_str();
         if option.placeholder || options::canonical(key).is_some() || options::is_directive(key) {
@@ -184,13 +187,15 @@ fn classify(
             message.push_str(&format!(
                 "; `-{key}` is the command-line shortcut of `{long}`, write `{long}` in ini files"
             ));
-        } else if let Some(s) = suggest(
-            key,
-            options::SUPPORTED
-                .iter()
-                .map(|(k, _)| *k)
-                .chain(options::uwsgi_option_names()),
-        ) {
+        } else if let Some(s) = *suggestions.entry(key).or_insert_with(|| {
+            suggest(
+                key,
+                options::SUPPORTED
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .chain(options::uwsgi_option_names()),
+            )
+        }) {
             message.push_str(&format!("; did you mean `{s}`?"));
         }
         diagnostics.push(Diagnostic::new(severity, &option.origin, message));
