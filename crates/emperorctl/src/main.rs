@@ -1,0 +1,3 @@
+//! emperorctl: the command-line client of the emperor (work in progress).
+
+fn main() {}
