@@ -65,8 +65,7 @@ pub fn read_args(reader: &mut Reader<'_>, args: &[String]) {
             continue;
         }
         if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
-            let mut chars = shorts.char_indices();
-            while let Some((at, letter)) = chars.next() {
+            for (at, letter) in shorts.char_indices() {
                 let Some(name) = options::shortcut(letter) else {
                     reader.diagnose(Diagnostic::error(
                         &origin,

@@ -119,22 +119,67 @@ mod tests {
     #[test]
     fn table() {
         #[rustfmt::skip]
-        let cases: &[(&str, &str, &[(u32, &str, &str)])] = &[
-            ("[uwsgi]\nmaster = true\n", "uwsgi", &[(2, "master", "true")]),
+        type Case<'a> = (&'a str, &'a str, &'a [(u32, &'a str, &'a str)]);
+        let cases: &[Case] = &[
+            (
+                "[uwsgi]\nmaster = true\n",
+                "uwsgi",
+                &[(2, "master", "true")],
+            ),
             ("[uwsgi]\nmaster\n", "uwsgi", &[(2, "master", "")]),
             ("[uwsgi]\n  master  \n", "uwsgi", &[(2, "master", "")]),
             ("[uwsgi]\nenv = A=B=C\n", "uwsgi", &[(2, "env", "A=B=C")]),
-            ("[uwsgi]\nx = a ; not a comment\n", "uwsgi", &[(2, "x", "a ; not a comment")]),
-            ("[uwsgi]\nx = a # nor this\n", "uwsgi", &[(2, "x", "a # nor this")]),
-            ("[uwsgi]\n; c\n  # c\n\t;c\nx=1\n", "uwsgi", &[(5, "x", "1")]),
-            ("[uwsgi]\r\nx = 1\r\ny=2\r\n", "uwsgi", &[(2, "x", "1"), (3, "y", "2")]),
-            ("x = 0\n[uwsgi]\nx = 1\n[other]\nx = 2\n[uwsgi]\nx = 3", "uwsgi", &[(3, "x", "1"), (7, "x", "3")]),
-            ("[uwsgi]\nx = 1\n[other]\nx = 2\n", "other", &[(4, "x", "2")]),
-            ("[uwsgi]\nsocket = a\nsocket = b\n", "uwsgi", &[(2, "socket", "a"), (3, "socket", "b")]),
-            ("[uwsgi]\nx = \"quoted\"\n", "uwsgi", &[(2, "x", "\"quoted\"")]),
-            ("[uwsgi]\nx = a\\\ny = b\n", "uwsgi", &[(2, "x", "a\\"), (3, "y", "b")]),
+            (
+                "[uwsgi]\nx = a ; not a comment\n",
+                "uwsgi",
+                &[(2, "x", "a ; not a comment")],
+            ),
+            (
+                "[uwsgi]\nx = a # nor this\n",
+                "uwsgi",
+                &[(2, "x", "a # nor this")],
+            ),
+            (
+                "[uwsgi]\n; c\n  # c\n\t;c\nx=1\n",
+                "uwsgi",
+                &[(5, "x", "1")],
+            ),
+            (
+                "[uwsgi]\r\nx = 1\r\ny=2\r\n",
+                "uwsgi",
+                &[(2, "x", "1"), (3, "y", "2")],
+            ),
+            (
+                "x = 0\n[uwsgi]\nx = 1\n[other]\nx = 2\n[uwsgi]\nx = 3",
+                "uwsgi",
+                &[(3, "x", "1"), (7, "x", "3")],
+            ),
+            (
+                "[uwsgi]\nx = 1\n[other]\nx = 2\n",
+                "other",
+                &[(4, "x", "2")],
+            ),
+            (
+                "[uwsgi]\nsocket = a\nsocket = b\n",
+                "uwsgi",
+                &[(2, "socket", "a"), (3, "socket", "b")],
+            ),
+            (
+                "[uwsgi]\nx = \"quoted\"\n",
+                "uwsgi",
+                &[(2, "x", "\"quoted\"")],
+            ),
+            (
+                "[uwsgi]\nx = a\\\ny = b\n",
+                "uwsgi",
+                &[(2, "x", "a\\"), (3, "y", "b")],
+            ),
             ("[uwsgi]\n= value\n", "uwsgi", &[(2, "", "value")]),
-            ("[uwsgi]\nkey with space = v\n", "uwsgi", &[(2, "key with space", "v")]),
+            (
+                "[uwsgi]\nkey with space = v\n",
+                "uwsgi",
+                &[(2, "key with space", "v")],
+            ),
             ("[uwsgi]\nx =\n", "uwsgi", &[(2, "x", "")]),
             ("[uwsgi] \nx=1\n", "uwsgi", &[(2, "x", "1")]),
             // The last character of a section line is dropped whatever it is.

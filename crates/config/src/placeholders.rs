@@ -320,9 +320,15 @@ mod tests {
             .file("/w/secret", "s3cret\n\n")
             .file("/w/crlf", "v\r\n");
         #[rustfmt::skip]
-        let cases: &[(&[(&str, Option<&str>)], usize, &str, usize)] = &[
+        type Case<'a> = (&'a [(&'a str, Option<&'a str>)], usize, &'a str, usize);
+        let cases: &[Case] = &[
             // (options, index to check, expected value, number of diagnostics)
-            (&[("a", Some("1")), ("a", Some("2")), ("b", Some("%(a)"))], 2, "1", 0),
+            (
+                &[("a", Some("1")), ("a", Some("2")), ("b", Some("%(a)"))],
+                2,
+                "1",
+                0,
+            ),
             (&[("b", Some("%(a)")), ("a", Some("x"))], 0, "x", 0),
             (&[("a", Some("%(nope)"))], 0, "%(nope)", 0),
             (&[("a", Some("$(HOME)/x"))], 0, "/home/app/x", 0),
@@ -335,19 +341,39 @@ mod tests {
             (&[("n", Some("3")), ("a", Some("%(n + 1)"))], 1, "4", 0),
             (&[("n", Some("3")), ("a", Some("%(n * 2 + 1)"))], 1, "7", 0),
             (&[("n", Some("3")), ("a", Some("%(n ++)"))], 1, "4", 0),
-            (&[("a", Some("%(x y)")), ("x", Some("ab")), ("y", Some("cd"))], 0, "abcd", 0),
+            (
+                &[("a", Some("%(x y)")), ("x", Some("ab")), ("y", Some("cd"))],
+                0,
+                "abcd",
+                0,
+            ),
             (&[("a", Some("%(7 / 0)"))], 0, "0", 0),
             (&[("a", Some("%(+)"))], 0, "%(+)", 0),
             (&[("a", Some("%()"))], 0, "%()", 0),
             (&[("a", Some("%(b(c))")), ("b(c)", Some("v"))], 0, "v", 0),
             // Substituted text is rescanned, except at byte 0.
-            (&[("a", Some("z%(b)")), ("b", Some("%(c)")), ("c", Some("C"))], 0, "zC", 0),
-            (&[("a", Some("%(b)")), ("b", Some("%(c)")), ("c", Some("C"))], 0, "%(c)", 0),
+            (
+                &[("a", Some("z%(b)")), ("b", Some("%(c)")), ("c", Some("C"))],
+                0,
+                "zC",
+                0,
+            ),
+            (
+                &[("a", Some("%(b)")), ("b", Some("%(c)")), ("c", Some("C"))],
+                0,
+                "%(c)",
+                0,
+            ),
             // Self reference: uWSGI loops forever; we stop with an error.
             (&[("a", Some("x%(a)"))], 0, "", 1),
             (&[("a", Some("x$(LOOP)"))], 0, "", 1),
             // A flag without value (command line) cannot be used as a placeholder.
-            (&[("master", None), ("a", Some("%(master)"))], 1, "%(master)", 0),
+            (
+                &[("master", None), ("a", Some("%(master)"))],
+                1,
+                "%(master)",
+                0,
+            ),
         ];
         for (input, index, want, ndiag) in cases {
             let (values, n) = run(input, &host);
