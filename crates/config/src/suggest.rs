@@ -33,8 +33,10 @@ pub fn distance(a: &str, b: &str) -> usize {
 /// options they prefer to suggest first. Underscores are compared as dashes
 /// (`harakiri_verbose` -> `harakiri-verbose`).
 pub fn suggest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    // Very long keys are not typos of option names; skip the quadratic work.
-    if key.is_empty() || key.len() > 64 {
+    // Option names are short and made of [a-z0-9-]: anything else is not a typo of one,
+    // and skipping it keeps hostile input cheap.
+    let plausible = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if key.is_empty() || key.len() > 64 || !key.bytes().all(plausible) {
         return None;
     }
     let normalised = key.replace('_', "-").to_ascii_lowercase();

@@ -175,6 +175,14 @@ fn classify(
         if used_as_placeholder && !strict {
             continue;
         }
+        if key.is_empty() {
+            diagnostics.push(Diagnostic::new(
+                severity,
+                &option.origin,
+                "a line with `=` but no key before it",
+            ));
+            continue;
+        }
         let mut message = format!("unknown option `{key}`");
         if used_as_placeholder {
             message.push_str(" (used as a placeholder; strict mode only allows `set-placeholder`)");

@@ -107,7 +107,7 @@ fn golden_fixtures_load_typed() {
         "typos.ini:5: warning: `max-requests` is a uWSGI option vassal does not support yet; ignored",
         "typos.ini:6: warning: `static-map` is a uWSGI option vassal does not support yet; ignored",
         "typos.ini:8: warning: unknown option `harakiri_verbose`; did you mean `harakiri-verbose`?",
-        "typos.ini:9: warning: unknown option ``",
+        "typos.ini:9: warning: a line with `=` but no key before it",
         "typos.ini:10: warning: unknown option `key with space`",
         "typos.ini:11: warning: unknown option `w`; `-w` is the command-line shortcut of `module`, write `module` in ini files",
     ];
