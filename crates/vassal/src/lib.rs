@@ -9,12 +9,9 @@
 pub mod body;
 pub mod conn;
 mod master;
-pub mod notify;
-pub mod privileges;
 pub mod python;
 pub mod response;
 mod serve;
-pub mod sockets;
 pub mod vars;
 mod worker;
 
@@ -41,7 +38,7 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
         // SAFETY: single-threaded start-up, before Python or any thread exists.
         unsafe { std::env::set_var(k, v) };
     }
-    let notifier = notify::Notifier::from_env();
+    let notifier = sockets::notify::Notifier::from_env();
 
     let listeners = match sockets::from_listen_fds(&cfg.sockets).context("LISTEN_FDS")? {
         Some(l) => l,
@@ -74,7 +71,7 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
     if let Some(dir) = &cfg.chdir {
         std::env::set_current_dir(dir).with_context(|| format!("chdir {}", dir.display()))?;
     }
-    privileges::drop_privileges(cfg.uid.as_deref(), cfg.gid.as_deref())
+    sockets::privileges::drop_privileges(cfg.uid.as_deref(), cfg.gid.as_deref())
         .map_err(|e| anyhow::anyhow!("dropping privileges: {e}"))?;
 
     let venv = cfg

@@ -13,9 +13,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use crate::notify::Notifier;
+use sockets::notify::Notifier;
 use crate::serve::Shared;
-use crate::sockets::Listener;
+use sockets::Listener;
 use crate::worker::{self, WorkerSpec};
 
 pub struct MasterSpec {

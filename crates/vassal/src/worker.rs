@@ -19,7 +19,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use crate::conn::Stream;
 use crate::python::{EnvironBuilder, Python};
 use crate::serve::{self, Shared, ThreadState};
-use crate::sockets::{Listener, ListenerKind};
+use sockets::{Listener, ListenerKind};
 use crate::vars::VarList;
 
 pub struct WorkerSpec {
