@@ -29,6 +29,7 @@
 
 pub mod args;
 pub mod diag;
+pub mod emperor;
 pub mod host;
 pub mod lexer;
 pub mod magic;

@@ -463,3 +463,27 @@ fn command_lines() {
         "uWSGI skips arguments starting with `[`"
     );
 }
+
+#[test]
+fn load_ini_reads_the_real_filesystem() {
+    let dir = std::env::temp_dir().join(format!("emperor-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ini = dir.join("real-app.ini");
+    std::fs::write(
+        &ini,
+        "[uwsgi]\nsocket = %dreal.sock\nmodule = wsgi\n[dev]\nhttp = :8000\n",
+    )
+    .expect("write ini");
+    let spec = ini.to_string_lossy().into_owned();
+    let loaded = config::load_ini(&spec);
+    let dev = config::from_args(&args(&["--ini", &format!("{spec}:dev")]));
+    let _ = std::fs::remove_dir_all(&dir);
+    let loaded = loaded.expect("valid ini");
+    assert_eq!(loaded.config.name, "real-app");
+    let canonical_dir = dir.canonicalize().unwrap_or(dir.clone());
+    assert_eq!(
+        loaded.config.sockets[0].address,
+        format!("{}/real.sock", canonical_dir.display())
+    );
+    assert_eq!(dev.expect("valid").config.sockets[0].address, ":8000");
+}
