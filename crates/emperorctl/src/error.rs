@@ -52,8 +52,9 @@ impl CtlError {
     pub fn hint(&self) -> Option<String> {
         match self {
             CtlError::NotRunning { socket, .. } => Some(format!(
-                "start it with `systemctl start emperor` and look at `systemctl status emperor`; \
-                 if it runs with another run-dir, pass --socket PATH (expected at {})",
+                "is it running? see `systemctl status emperor`, start it with `systemctl start \
+                 emperor`; an emperor with another run-dir or control-socket than {} needs \
+                 --socket PATH",
                 socket.display()
             )),
             CtlError::Connect { source, .. }
