@@ -134,6 +134,14 @@ impl RealHost {
             info: ProcessInfo::current(),
         }
     }
+
+    /// As if the process ran in `cwd` (`%v`, base of relative ini paths): the emperor
+    /// reads each vassal's ini as the vassal will, from apps-enabled.
+    pub fn with_cwd(cwd: &Path) -> Self {
+        let mut info = ProcessInfo::current();
+        info.cwd = cwd.to_string_lossy().into_owned();
+        RealHost { info }
+    }
 }
 
 impl Default for RealHost {

@@ -26,6 +26,10 @@ fn host(dir: &Path) -> MemHost {
             } else {
                 let content = std::fs::read(&path).expect("golden file is readable");
                 host = host.file(&path.to_string_lossy(), content);
+                // uWSGI does not resolve a symlinked ini for %p/%d (symlink.args).
+                if path.is_symlink() {
+                    host = host.symlink(&path.to_string_lossy());
+                }
             }
         }
     }

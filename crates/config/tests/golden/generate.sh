@@ -15,7 +15,7 @@ DIR=$(pwd -P)
 run() {
     name=$1; shift
     env -i PATH=/usr/bin:/bin HOME=/root GOLDEN_PORT=8123 GOLDEN_HOME=/home/golden \
-        timeout 10 "$UWSGI" --socket /nonexistent/golden.sock "$@" --show-config 2>&1 \
+        timeout -s KILL 10 "$UWSGI" --socket /nonexistent/golden.sock "$@" --show-config 2>&1 \
         | sed -n '/^\[uwsgi\]$/,/^;end of configuration$/p' \
         | sed '1d;$d' \
         | grep -v -x -e 'socket = /nonexistent/golden.sock' -e 'show-config = true' \
