@@ -5,7 +5,7 @@
 //! target run the exact same resolver against an in-memory [`MemHost`], without touching the
 //! real filesystem or environment.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -150,12 +150,24 @@ impl Default for RealHost {
     }
 }
 
+impl RealHost {
+    /// Relative paths are relative to `info.cwd`, which is the process's working directory
+    /// unless the host was made with [`RealHost::with_cwd`].
+    fn at(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            Path::new(&self.info.cwd).join(path)
+        }
+    }
+}
+
 impl Host for RealHost {
     fn info(&self) -> &ProcessInfo {
         &self.info
     }
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+        std::fs::read(self.at(path))
     }
     fn env_var(&self, name: &str) -> Option<String> {
         // uWSGI's getenv() accepts any name; a name that is not valid for set_var
@@ -166,16 +178,18 @@ impl Host for RealHost {
         std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
     }
     fn is_symlink(&self, path: &Path) -> bool {
-        std::fs::symlink_metadata(path)
+        std::fs::symlink_metadata(self.at(path))
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false)
     }
     fn realpath(&self, path: &Path) -> io::Result<PathBuf> {
-        std::fs::canonicalize(path)
+        std::fs::canonicalize(self.at(path))
     }
     fn inode(&self, path: &Path) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
-        std::fs::symlink_metadata(path).ok().map(|m| m.ino())
+        std::fs::symlink_metadata(self.at(path))
+            .ok()
+            .map(|m| m.ino())
     }
 }
 
@@ -184,7 +198,8 @@ impl Host for RealHost {
 pub struct MemHost {
     info: ProcessInfo,
     files: HashMap<PathBuf, Vec<u8>>,
-    symlinks: HashSet<PathBuf>,
+    /// Symbolic link -> its target (absolute).
+    symlinks: HashMap<PathBuf, PathBuf>,
     env: HashMap<String, String>,
 }
 
@@ -194,7 +209,7 @@ impl MemHost {
         MemHost {
             info: ProcessInfo::fixed(cwd),
             files: HashMap::new(),
-            symlinks: HashSet::new(),
+            symlinks: HashMap::new(),
             env: HashMap::new(),
         }
     }
@@ -211,12 +226,18 @@ impl MemHost {
         self
     }
 
-    /// Marks `path` (already added with [`MemHost::file`]) as a symlink to itself: enough to
-    /// exercise uWSGI's "do not resolve symlinks for %p" rule.
-    pub fn symlink(mut self, path: &str) -> Self {
-        let abs = self.absolute(Path::new(path));
-        self.symlinks.insert(abs);
+    /// Adds a symbolic link `link` -> `target` (both relative to the cwd or absolute).
+    pub fn symlink(mut self, link: &str, target: &str) -> Self {
+        let link = self.absolute(Path::new(link));
+        let target = self.absolute(Path::new(target));
+        self.symlinks.insert(link, target);
         self
+    }
+
+    /// The absolute path with a symlink (one level) resolved.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        let abs = self.absolute(path);
+        self.symlinks.get(&abs).cloned().unwrap_or(abs)
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -246,7 +267,7 @@ impl Host for MemHost {
     }
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.files
-            .get(&self.absolute(path))
+            .get(&self.resolve(path))
             .cloned()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
@@ -254,10 +275,10 @@ impl Host for MemHost {
         self.env.get(name).cloned()
     }
     fn is_symlink(&self, path: &Path) -> bool {
-        self.symlinks.contains(&self.absolute(path))
+        self.symlinks.contains_key(&self.absolute(path))
     }
     fn realpath(&self, path: &Path) -> io::Result<PathBuf> {
-        let abs = self.absolute(path);
+        let abs = self.resolve(path);
         if self.files.contains_key(&abs) {
             Ok(abs)
         } else {
@@ -265,6 +286,6 @@ impl Host for MemHost {
         }
     }
     fn inode(&self, path: &Path) -> Option<u64> {
-        self.files.contains_key(&self.absolute(path)).then_some(42)
+        self.files.contains_key(&self.resolve(path)).then_some(42)
     }
 }

@@ -252,11 +252,20 @@ mod tests {
     #[test]
     fn relative_symlink_is_not_resolved() {
         let host = MemHost::new("/srv/enabled")
-            .file("app.ini", "")
-            .symlink("app.ini");
+            .file("/srv/available/app.ini", "")
+            .symlink("app.ini", "../available/app.ini")
+            .symlink("/srv/enabled/abs.ini", "/srv/available/app.ini");
         let mut t = MagicTable::new(&host);
         t.fill("app.ini", &host).expect("exists");
         assert_eq!(sub(&t, "%p|%d"), "/srv/enabled/app.ini|/srv/enabled/");
+        // ./ is kept: uWSGI concatenates cwd and the name as given.
+        t.fill("./app.ini", &host).expect("exists");
+        assert_eq!(sub(&t, "%p"), "/srv/enabled/./app.ini");
+        t.fill("/srv/enabled/abs.ini", &host).expect("exists");
+        assert_eq!(sub(&t, "%p|%c"), "/srv/enabled/abs.ini|enabled");
+        // Not a symlink: resolved.
+        t.fill("../available/app.ini", &host).expect("exists");
+        assert_eq!(sub(&t, "%p"), "/srv/available/app.ini");
     }
 
     #[test]

@@ -24,11 +24,13 @@ fn host(dir: &Path) -> MemHost {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let content = std::fs::read(&path).expect("golden file is readable");
-                host = host.file(&path.to_string_lossy(), content);
                 // uWSGI does not resolve a symlinked ini for %p/%d (symlink.args).
                 if path.is_symlink() {
-                    host = host.symlink(&path.to_string_lossy());
+                    let target = std::fs::canonicalize(&path).expect("symlink target exists");
+                    host = host.symlink(&path.to_string_lossy(), &target.to_string_lossy());
+                } else {
+                    let content = std::fs::read(&path).expect("golden file is readable");
+                    host = host.file(&path.to_string_lossy(), content);
                 }
             }
         }

@@ -487,3 +487,27 @@ fn load_ini_reads_the_real_filesystem() {
     );
     assert_eq!(dev.expect("valid").config.sockets[0].address, ":8000");
 }
+
+#[test]
+fn real_host_with_cwd_resolves_relative_paths_there() {
+    let dir = std::env::temp_dir().join(format!("emperor-config-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).expect("temp dir");
+    std::fs::write(dir.join("sub/secret"), "s3cret\n").expect("write");
+    std::fs::write(
+        dir.join("app.ini"),
+        "[uwsgi]\nini = sub/more.ini\nmodule = @(sub/secret)\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("sub/more.ini"), "[uwsgi]\nsocket = %dmore.sock\n").expect("write");
+    let host = config::RealHost::with_cwd(&dir);
+    let loaded = config::from_args_with(&host, &args(&["--ini", "app.ini"]));
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = loaded.expect("valid").config;
+    assert_eq!(c.module.as_deref(), Some("s3cret"));
+    assert!(
+        c.sockets[0].address.ends_with("/sub/more.sock"),
+        "{:?}",
+        c.sockets
+    );
+    assert_eq!(c.name, "app");
+}
