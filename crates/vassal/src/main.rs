@@ -11,15 +11,20 @@ Common options (uWSGI names): --socket ADDR, --http-socket ADDR, --http ADDR,
   --master, --chmod-socket[=MODE], --vacuum, --buffer-size N, --disable-logging";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VASSAL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Under the emperor (or journald) the supervisor timestamps each line already.
+    if std::env::var_os("VASSAL_LOG_TIMESTAMPS").is_some_and(|v| v == "0") {
+        fmt.without_time().init();
+    } else {
+        fmt.init();
+    }
 
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {

@@ -13,10 +13,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use sockets::notify::Notifier;
 use crate::serve::Shared;
-use sockets::Listener;
 use crate::worker::{self, WorkerSpec};
+use sockets::notify::Notifier;
+use sockets::Listener;
 
 pub struct MasterSpec {
     pub processes: u32,

@@ -19,8 +19,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use crate::conn::Stream;
 use crate::python::{EnvironBuilder, Python};
 use crate::serve::{self, Shared, ThreadState};
-use sockets::{Listener, ListenerKind};
 use crate::vars::VarList;
+use sockets::{Listener, ListenerKind};
 
 pub struct WorkerSpec {
     pub threads: u32,

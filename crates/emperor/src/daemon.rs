@@ -1,0 +1,734 @@
+//! The owner loop and the carrying-out of the supervisor's actions.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use config::{Protocol, SocketSpec, VassalConfig};
+use notify::Watcher as _;
+use proto::{AppStatus, Request, Response};
+use sockets::notify::Notifier;
+use supervisor::{
+    Action, Command, Event, Gen, Millis, Outcome, ReplyId, Signal, Supervisor, TimerKind,
+};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+
+use crate::scan::{self, FileState};
+use crate::spawn::{self, SpawnSpec};
+use crate::{control, vnotify, Input, Settings};
+
+/// The shell's side of one app: its ini, last valid config and the sockets it owns.
+struct AppRt {
+    ini: PathBuf,
+    config: Option<VassalConfig>,
+    listeners: Vec<sockets::Listener>,
+    bound: Vec<SocketSpec>,
+}
+
+struct Daemon {
+    s: Settings,
+    sup: Supervisor,
+    t0: Instant,
+    tx: UnboundedSender<Input>,
+    apps: BTreeMap<String, AppRt>,
+    files: BTreeMap<String, FileState>,
+    problems: BTreeMap<String, String>,
+    timers: BTreeMap<(Instant, u64), (String, Gen, TimerKind)>,
+    timer_seq: u64,
+    waiting: HashMap<ReplyId, oneshot::Sender<Response>>,
+    next_reply: ReplyId,
+    pids: HashMap<(String, Gen), u32>,
+    rescan_at: Option<Instant>,
+    next_periodic: Instant,
+    notify_path: PathBuf,
+    systemd: Notifier,
+    watchdog: Option<(Duration, Instant)>,
+    hup_reply: Option<ReplyId>,
+    last_status: String,
+    exit: bool,
+    terminating: bool,
+    watcher: notify::RecommendedWatcher,
+    link_watches: BTreeMap<String, (PathBuf, u64)>,
+}
+
+/// Runs the emperor until SIGTERM/SIGINT and every vassal has stopped.
+pub fn run(s: Settings) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (tx, rx) = unbounded_channel();
+        let mut d = Daemon::start(s, tx)?;
+        d.main_loop(rx).await;
+        d.cleanup();
+        Ok(())
+    })
+}
+
+impl Daemon {
+    fn start(s: Settings, tx: UnboundedSender<Input>) -> anyhow::Result<Daemon> {
+        // systemd's variables are ours, never the vassals'.
+        let systemd = Notifier::from_env();
+        let watchdog = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|us| (Duration::from_micros(us / 2), Instant::now()));
+        // SAFETY: start-up, before any thread we spawn reads the environment.
+        unsafe {
+            for v in [
+                "WATCHDOG_USEC",
+                "WATCHDOG_PID",
+                "LISTEN_FDS",
+                "LISTEN_PID",
+                "LISTEN_FDNAMES",
+            ] {
+                std::env::remove_var(v);
+            }
+        }
+        if !s.apps_enabled.is_dir() {
+            anyhow::bail!(
+                "apps-enabled directory {} does not exist (create it, or set apps-enabled in [emperor])",
+                s.apps_enabled.display()
+            );
+        }
+        if !s.vassal.is_file() {
+            anyhow::bail!(
+                "vassal binary {} not found (set vassal = in [emperor] or --vassal)",
+                s.vassal.display()
+            );
+        }
+        let own_dir = s.run_dir.join(proto::EMPEROR_DIR_NAME);
+        std::fs::create_dir_all(&own_dir)
+            .with_context(|| format!("creating {}", own_dir.display()))?;
+        if let Some(parent) = s.control_socket.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // The control socket: mode 0660, refused if another emperor answers on it.
+        let control = sockets::bind(
+            &SocketSpec {
+                address: s.control_socket.display().to_string(),
+                protocol: Protocol::Uwsgi,
+            },
+            &sockets::BindOptions {
+                backlog: 64,
+                chmod: Some(0o660),
+                chown: None,
+            },
+        )
+        .with_context(|| "binding the control socket (is another emperor running?)")?;
+        let sockets::ListenerKind::Unix(control) = control.kind else {
+            anyhow::bail!("the control socket must be a unix socket path");
+        };
+        control.set_nonblocking(true)?;
+        let control = tokio::net::UnixListener::from_std(control)?;
+        tokio::spawn(control::serve(control, tx.clone()));
+
+        let notify_path = own_dir.join("notify.sock");
+        let vn = vnotify::bind(&notify_path)
+            .with_context(|| format!("binding {}", notify_path.display()))?;
+        tokio::spawn(vnotify::run(vn, tx.clone()));
+
+        // Register the watch before the first scan, so nothing falls between them.
+        let hint = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Err(e) = &res {
+                tracing::warn!("watcher: {e}");
+            }
+            let _ = hint.send(Input::FsHint);
+        })
+        .context("starting the inotify watcher")?;
+        watcher
+            .watch(&s.apps_enabled, notify::RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", s.apps_enabled.display()))?;
+
+        for (kind, input) in [
+            (tokio::signal::unix::SignalKind::terminate(), 0),
+            (tokio::signal::unix::SignalKind::interrupt(), 0),
+            (tokio::signal::unix::SignalKind::hangup(), 1),
+        ] {
+            let mut sig = tokio::signal::unix::signal(kind)?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while sig.recv().await.is_some() {
+                    let _ = tx.send(if input == 0 {
+                        Input::Terminate
+                    } else {
+                        Input::Hangup
+                    });
+                }
+            });
+        }
+
+        let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+        let now = Instant::now();
+        Ok(Daemon {
+            sup: Supervisor::new(s.policy.clone(), seed),
+            next_periodic: now + s.rescan_every,
+            s,
+            t0: now,
+            tx,
+            apps: BTreeMap::new(),
+            files: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            waiting: HashMap::new(),
+            next_reply: 1,
+            pids: HashMap::new(),
+            rescan_at: None,
+            notify_path,
+            systemd,
+            watchdog,
+            hup_reply: None,
+            last_status: String::new(),
+            exit: false,
+            terminating: false,
+            watcher,
+            link_watches: BTreeMap::new(),
+        })
+    }
+
+    fn now_ms(&self) -> Millis {
+        Millis(self.t0.elapsed().as_millis() as u64)
+    }
+
+    async fn main_loop(&mut self, mut rx: UnboundedReceiver<Input>) {
+        self.rescan();
+        tracing::info!(
+            "emperor ready: watching {}, control socket {}",
+            self.s.apps_enabled.display(),
+            self.s.control_socket.display()
+        );
+        self.systemd
+            .send(&format!("READY=1\nSTATUS={}\n", self.status_line()));
+        while !self.exit {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(i) => self.input(i),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => self.fire_due(),
+            }
+            // Drain whatever else is queued before recomputing the deadline.
+            while let Ok(i) = rx.try_recv() {
+                self.input(i);
+            }
+            self.report_status();
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut d = self.next_periodic;
+        if let Some(r) = self.rescan_at {
+            d = d.min(r);
+        }
+        if let Some(((t, _), _)) = self.timers.first_key_value() {
+            d = d.min(*t);
+        }
+        if let Some((every, last)) = self.watchdog {
+            d = d.min(last + every);
+        }
+        d
+    }
+
+    fn fire_due(&mut self) {
+        let now = Instant::now();
+        if self.rescan_at.is_some_and(|r| r <= now) || self.next_periodic <= now {
+            self.rescan_at = None;
+            self.next_periodic = now + self.s.rescan_every;
+            self.rescan();
+        }
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (app, gen, kind) = entry.remove();
+            self.feed(Event::Timer { app, gen, kind });
+        }
+        if let Some((every, last)) = &mut self.watchdog {
+            if *last + *every <= now {
+                *last = now;
+                self.systemd.send("WATCHDOG=1\n");
+            }
+        }
+    }
+
+    fn input(&mut self, i: Input) {
+        match i {
+            Input::FsHint => {
+                if self.rescan_at.is_none() {
+                    self.rescan_at = Some(Instant::now() + self.s.debounce);
+                }
+            }
+            Input::Exited { app, gen, how } => {
+                self.pids.remove(&(app.clone(), gen));
+                let level_info = how.starts_with("exit code 0");
+                if level_info {
+                    tracing::info!(app = %app, "generation {gen} exited: {how}");
+                } else {
+                    tracing::warn!(app = %app, "generation {gen} exited: {how}");
+                }
+                self.feed(Event::Exited { app, gen, how });
+            }
+            Input::Notify { pid, text } => self.vassal_notify(pid, &text),
+            Input::Control { req, reply } => self.control(req, reply),
+            Input::Terminate => {
+                let force = self.terminating;
+                if !force {
+                    tracing::info!(
+                        "stopping every vassal gracefully (send the signal again to force)"
+                    );
+                    self.systemd.send("STOPPING=1\n");
+                } else {
+                    tracing::warn!("second stop signal: killing every vassal");
+                }
+                self.terminating = true;
+                self.feed(Event::Shutdown { force });
+            }
+            Input::Hangup => {
+                tracing::info!("SIGHUP: rescanning and reloading every app");
+                let usec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                    .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+                    .unwrap_or(0);
+                self.systemd
+                    .send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}\n"));
+                self.rescan();
+                let id = self.new_reply_id();
+                self.hup_reply = Some(id);
+                self.feed(Event::Control {
+                    reply: Some(id),
+                    cmd: Command::ReloadAll,
+                });
+            }
+        }
+    }
+
+    fn new_reply_id(&mut self) -> ReplyId {
+        let id = self.next_reply;
+        self.next_reply += 1;
+        id
+    }
+
+    fn vassal_notify(&mut self, pid: u32, text: &str) {
+        let Some((app, gen)) = self.sup.find_pid(pid).map(|(a, g)| (a.to_owned(), g)) else {
+            return;
+        };
+        for line in text.lines() {
+            if line == "READY=1" {
+                tracing::info!(app = %app, "generation {gen} is ready");
+                self.feed(Event::Ready {
+                    app: app.clone(),
+                    gen,
+                });
+            } else if let Some(status) = line.strip_prefix("STATUS=") {
+                self.feed(Event::Status {
+                    app: app.clone(),
+                    gen,
+                    text: status.to_owned(),
+                });
+            }
+        }
+    }
+
+    fn control(&mut self, req: Request, reply: oneshot::Sender<Response>) {
+        let cmd = match req {
+            Request::Status { apps } => {
+                let _ = reply.send(self.status(&apps));
+                return;
+            }
+            Request::Hello { .. } => {
+                let _ = reply.send(Response::Error {
+                    message: "hello was already exchanged".into(),
+                });
+                return;
+            }
+            Request::Reload { app: Some(a) } => Command::Reload(a),
+            Request::Reload { app: None } => {
+                self.rescan();
+                Command::ReloadAll
+            }
+            Request::Restart { app } => Command::Restart(app),
+            Request::Stop { app } => Command::Stop(app),
+            Request::Start { app } => Command::Start(app),
+        };
+        let id = self.new_reply_id();
+        self.waiting.insert(id, reply);
+        self.feed(Event::Control {
+            reply: Some(id),
+            cmd,
+        });
+    }
+
+    fn status(&self, names: &[String]) -> Response {
+        let now = self.now_ms();
+        let views = self.sup.status(now);
+        let mut out = Vec::new();
+        for v in &views {
+            if !names.is_empty() && !names.contains(&v.name) {
+                continue;
+            }
+            let rt = self.apps.get(&v.name);
+            out.push(AppStatus {
+                name: v.name.clone(),
+                state: v.state.to_owned(),
+                pid: v.pid,
+                workers: Vec::new(),
+                uptime_secs: v.uptime_ms.map(|m| m / 1000),
+                restarts: v.restarts,
+                last_exit: v.last_exit.as_ref().map(|s| first_line(s)),
+                error: v.error.clone(),
+                socket: rt
+                    .map(|r| {
+                        let specs = if r.bound.is_empty() {
+                            r.config
+                                .as_ref()
+                                .map(|c| self.socket_specs(&v.name, c))
+                                .unwrap_or_default()
+                        } else {
+                            r.bound.clone()
+                        };
+                        specs
+                            .iter()
+                            .map(|s| s.address.clone())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+                config: rt.map(|r| r.ini.display().to_string()).unwrap_or_default(),
+                next_attempt_secs: v.next_attempt_ms.map(|m| m.div_ceil(1000)),
+            });
+        }
+        if let Some(missing) = names.iter().find(|n| !views.iter().any(|v| &v.name == *n)) {
+            return Response::UnknownApp {
+                app: missing.clone(),
+            };
+        }
+        Response::Status { apps: out }
+    }
+
+    fn status_line(&self) -> String {
+        let views = self.sup.status(self.now_ms());
+        let ready = views
+            .iter()
+            .filter(|v| v.state == "ready" || v.state == "reloading")
+            .count();
+        let failed = views
+            .iter()
+            .filter(|v| matches!(v.state, "backoff" | "failed" | "invalid"))
+            .count();
+        format!("{ready} apps ready, {failed} failed")
+    }
+
+    fn report_status(&mut self) {
+        if !self.systemd.is_active() {
+            return;
+        }
+        let line = self.status_line();
+        if line != self.last_status {
+            self.systemd.send(&format!("STATUS={line}\n"));
+            self.last_status = line;
+        }
+    }
+
+    /// Feeds one event and carries out the actions, including any events they cause.
+    fn feed(&mut self, ev: Event) {
+        let mut queue = VecDeque::from([ev]);
+        while let Some(ev) = queue.pop_front() {
+            let now = self.now_ms();
+            for action in self.sup.on_event(ev, now) {
+                if let Some(follow_up) = self.apply(action) {
+                    queue.push_back(follow_up);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Spawn { app, gen } => Some(match self.spawn(&app, gen) {
+                Ok(pid) => {
+                    self.pids.insert((app.clone(), gen), pid);
+                    tracing::info!(app = %app, "generation {gen} started (pid {pid})");
+                    Event::Spawned { app, gen, pid }
+                }
+                Err(e) => {
+                    tracing::error!(app = %app, "cannot start generation {gen}: {e:#}");
+                    Event::SpawnFailed {
+                        app,
+                        gen,
+                        why: format!("{e:#}"),
+                    }
+                }
+            }),
+            Action::Signal { app, gen, signal } => {
+                if let Some(&pid) = self.pids.get(&(app.clone(), gen)) {
+                    let pid = nix::unistd::Pid::from_raw(pid as i32);
+                    let r = match signal {
+                        Signal::Term => nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM),
+                        // The whole process group: master and workers at once.
+                        Signal::Kill => nix::sys::signal::killpg(pid, nix::sys::signal::SIGKILL),
+                    };
+                    if let Err(e) = r {
+                        if e != nix::errno::Errno::ESRCH {
+                            tracing::warn!(app = %app, "signalling generation {gen}: {e}");
+                        }
+                    }
+                }
+                None
+            }
+            Action::Timer { app, gen, kind, at } => {
+                let when = self.t0 + Duration::from_millis(at.0);
+                self.timer_seq += 1;
+                self.timers.insert((when, self.timer_seq), (app, gen, kind));
+                None
+            }
+            Action::Reply { reply, outcome } => {
+                if Some(reply) == self.hup_reply {
+                    self.hup_reply = None;
+                    if let Outcome::Failed(why) = &outcome {
+                        tracing::warn!("SIGHUP reload: {why}");
+                    }
+                    self.systemd.send("READY=1\n");
+                }
+                if let Some(tx) = self.waiting.remove(&reply) {
+                    let _ = tx.send(match outcome {
+                        Outcome::Done(message) => Response::Done { message },
+                        Outcome::Failed(message) => Response::Failed { message },
+                        Outcome::UnknownApp(app) => Response::UnknownApp { app },
+                    });
+                }
+                None
+            }
+            Action::Release { app } => {
+                tracing::info!(app = %app, "removed");
+                self.release(&app);
+                None
+            }
+            Action::Exit => {
+                self.exit = true;
+                None
+            }
+        }
+    }
+
+    /// The sockets the app listens on: its ini's `socket =` lines (relative paths are
+    /// relative to apps-enabled, the vassal's working directory), else
+    /// `<run-dir>/<app>/socket`.
+    fn socket_specs(&self, app: &str, cfg: &VassalConfig) -> Vec<SocketSpec> {
+        if cfg.sockets.is_empty() {
+            return vec![SocketSpec {
+                address: self
+                    .s
+                    .run_dir
+                    .join(app)
+                    .join("socket")
+                    .display()
+                    .to_string(),
+                protocol: Protocol::Uwsgi,
+            }];
+        }
+        cfg.sockets
+            .iter()
+            .map(|s| match sockets::parse_address(&s.address) {
+                sockets::Address::Unix(p) if p.is_relative() => SocketSpec {
+                    address: self.s.apps_enabled.join(p).display().to_string(),
+                    protocol: s.protocol.clone(),
+                },
+                _ => s.clone(),
+            })
+            .collect()
+    }
+
+    fn ensure_sockets(&mut self, app: &str) -> anyhow::Result<Vec<std::os::fd::RawFd>> {
+        let rt = self.apps.get(app).context("unknown app")?;
+        let cfg = rt.config.clone().context("no valid config")?;
+        let specs = self.socket_specs(app, &cfg);
+        let rt = self.apps.get_mut(app).expect("checked above");
+        if rt.bound != specs {
+            for l in rt.listeners.drain(..) {
+                if let Some(p) = &l.created_path {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            rt.bound.clear();
+            let chown = cfg
+                .chown_socket
+                .clone()
+                .or_else(|| match (&cfg.uid, &cfg.gid) {
+                    (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+                    (Some(u), None) => Some(u.clone()),
+                    _ => None,
+                });
+            let opts = sockets::BindOptions {
+                backlog: cfg.listen,
+                // nginx must be able to connect; restrict with chmod-socket/chown-socket.
+                chmod: Some(cfg.chmod_socket.unwrap_or(0o666)),
+                chown: chown.as_deref(),
+            };
+            let default_dir = self.s.run_dir.join(app);
+            for spec in &specs {
+                if let sockets::Address::Unix(p) = sockets::parse_address(&spec.address) {
+                    if p.parent() == Some(default_dir.as_path()) {
+                        std::fs::create_dir_all(&default_dir)
+                            .with_context(|| format!("creating {}", default_dir.display()))?;
+                    }
+                }
+                let l = sockets::bind(spec, &opts)?;
+                tracing::info!(app = %app, "listening on {}", l.name);
+                rt.listeners.push(l);
+            }
+            rt.bound = specs;
+        }
+        Ok(rt.listeners.iter().map(|l| l.raw_fd()).collect())
+    }
+
+    fn spawn(&mut self, app: &str, gen: Gen) -> anyhow::Result<u32> {
+        let fds = self.ensure_sockets(app)?;
+        let ini = self.apps[app].ini.clone();
+        let pid = spawn::spawn(
+            SpawnSpec {
+                vassal: &self.s.vassal,
+                ini: &ini,
+                includes: &self.s.vassals_include,
+                cwd: &self.s.apps_enabled,
+                fds,
+                notify_socket: &self.notify_path,
+            },
+            app,
+            gen,
+            self.tx.clone(),
+        )?;
+        Ok(pid)
+    }
+
+    fn release(&mut self, app: &str) {
+        if let Some(rt) = self.apps.remove(app) {
+            for l in rt.listeners {
+                if let Some(p) = &l.created_path {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            let _ = std::fs::remove_dir(self.s.run_dir.join(app));
+        }
+        if let Some((target, _)) = self.link_watches.remove(app) {
+            let _ = self.watcher.unwatch(&target);
+        }
+    }
+
+    /// Rescans apps-enabled and feeds what changed.
+    fn rescan(&mut self) {
+        if self.terminating {
+            return;
+        }
+        let result = match scan::scan(&self.s.apps_enabled) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read {}: {e}", self.s.apps_enabled.display());
+                return;
+            }
+        };
+        let problems: BTreeMap<String, String> = result.problems.iter().cloned().collect();
+        for (name, why) in &problems {
+            if self.problems.get(name) != Some(why) {
+                tracing::warn!(app = %name, "ignored: {why}");
+            }
+        }
+        self.problems = problems;
+        let d = scan::diff(&self.files, &result.apps, &result.unreadable);
+        for name in d.removed {
+            tracing::info!(app = %name, "ini removed: stopping");
+            self.files.remove(&name);
+            self.feed(Event::ConfigRemoved { app: name });
+        }
+        for name in d.added.into_iter().chain(d.changed) {
+            let st = result.apps[&name].clone();
+            let valid = self.load(&name, &st.path);
+            self.files.insert(name.clone(), st);
+            self.feed(Event::ConfigChanged { app: name, valid });
+        }
+        self.update_link_watches();
+    }
+
+    fn load(&mut self, name: &str, ini: &Path) -> Result<(), String> {
+        let mut args = vec!["--ini".to_owned(), ini.display().to_string()];
+        for inc in &self.s.vassals_include {
+            args.push("--ini".to_owned());
+            args.push(inc.display().to_string());
+        }
+        let rt = self.apps.entry(name.to_owned()).or_insert_with(|| AppRt {
+            ini: ini.to_owned(),
+            config: None,
+            listeners: Vec::new(),
+            bound: Vec::new(),
+        });
+        rt.ini = ini.to_owned();
+        // Relative paths in the ini are relative to apps-enabled, as for uWSGI vassals.
+        let host = config::RealHost::with_cwd(&self.s.apps_enabled);
+        match config::from_args_with(&host, &args) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!(app = %name, "{w}");
+                }
+                tracing::info!(app = %name, "ini loaded: {}", ini.display());
+                rt.config = Some(loaded.config);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(app = %name, "invalid ini, not started:\n{e}");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// A watch on each symlink follows it to its target, so editing or touching the
+    /// file in apps-available reloads the app; re-added when the target changes.
+    fn update_link_watches(&mut self) {
+        let current: BTreeMap<String, (PathBuf, u64)> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.is_link)
+            .map(|(n, f)| (n.clone(), (f.path.clone(), f.ino)))
+            .collect();
+        for (name, (path, ino)) in &current {
+            if self.link_watches.get(name) == Some(&(path.clone(), *ino)) {
+                continue;
+            }
+            let _ = self.watcher.unwatch(path);
+            if let Err(e) = self
+                .watcher
+                .watch(path, notify::RecursiveMode::NonRecursive)
+            {
+                tracing::warn!(app = %name, "cannot watch {}: {e}", path.display());
+            }
+        }
+        let gone: Vec<String> = self
+            .link_watches
+            .keys()
+            .filter(|n| !current.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((path, _)) = self.link_watches.remove(&name) {
+                let _ = self.watcher.unwatch(&path);
+            }
+        }
+        self.link_watches = current;
+    }
+
+    fn cleanup(&mut self) {
+        let names: Vec<String> = self.apps.keys().cloned().collect();
+        for n in names {
+            self.release(&n);
+        }
+        let _ = std::fs::remove_file(&self.notify_path);
+        let _ = std::fs::remove_file(&self.s.control_socket);
+        tracing::info!("emperor stopped");
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}

@@ -1,0 +1,105 @@
+//! `emperor [--config /etc/emperor/emperor.ini] [flags]`: flags override the file's
+//! `[emperor]` section, which overrides the defaults.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Runs one vassal per *.ini in apps-enabled, like the uWSGI Emperor"
+)]
+struct Args {
+    /// Config file with an [emperor] section (missing is fine for the default path).
+    #[arg(long, default_value = "/etc/emperor/emperor.ini")]
+    config: PathBuf,
+    /// Directory of app inis (default /etc/emperor/apps-enabled).
+    #[arg(long)]
+    apps_enabled: Option<PathBuf>,
+    /// Where app sockets and the emperor's own sockets go (default /run as root, else
+    /// $XDG_RUNTIME_DIR/emperor).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// The vassal binary (default: next to this binary).
+    #[arg(long)]
+    vassal: Option<PathBuf>,
+    /// The control socket (default <run-dir>/emperor/control.sock).
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EMPEROR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    match settings(args).and_then(emperor::run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emperor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(args: Args) -> anyhow::Result<emperor::Settings> {
+    let file = if args.config.exists() {
+        let (cfg, warnings) = config::emperor::load_emperor(&args.config)?;
+        for w in warnings {
+            eprintln!("{w}");
+        }
+        cfg
+    } else if args.config.as_os_str() != "/etc/emperor/emperor.ini" {
+        anyhow::bail!("config file {} does not exist", args.config.display());
+    } else {
+        config::emperor::EmperorConfig::default()
+    };
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let run_dir = absolute(
+        args.run_dir
+            .or(file.run_dir)
+            .unwrap_or_else(proto::default_run_dir),
+    );
+    let vassal = args.vassal.or(file.vassal).unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("vassal")))
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/vassal"))
+    });
+    let defaults = supervisor::Policy::default();
+    let mut backoff = defaults.backoff.clone();
+    backoff.min = file.backoff_min_ms.unwrap_or(backoff.min);
+    backoff.max = file.backoff_max_ms.unwrap_or(backoff.max);
+    Ok(emperor::Settings {
+        apps_enabled: absolute(
+            args.apps_enabled
+                .or(file.apps_enabled)
+                .unwrap_or_else(|| PathBuf::from("/etc/emperor/apps-enabled")),
+        ),
+        control_socket: absolute(
+            args.control_socket
+                .or(file.control_socket)
+                .unwrap_or_else(|| proto::control_socket_in(&run_dir)),
+        ),
+        run_dir,
+        vassal: absolute(vassal),
+        vassals_include: file.vassals_include.into_iter().map(absolute).collect(),
+        policy: supervisor::Policy {
+            backoff,
+            start_timeout: file.start_timeout_ms.unwrap_or(defaults.start_timeout),
+            reload_mercy: file.reload_mercy_ms.unwrap_or(defaults.reload_mercy),
+            stable_after: defaults.stable_after,
+        },
+        rescan_every: Duration::from_secs(10),
+        debounce: Duration::from_millis(50),
+    })
+}

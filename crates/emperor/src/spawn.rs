@@ -1,0 +1,194 @@
+//! Starting one vassal generation.
+//!
+//! The child gets the app's listening sockets as fds 3.. with LISTEN_FDS/LISTEN_PID
+//! (systemd's convention; LISTEN_PID must be the child's own pid, so it is set after
+//! the fork), the emperor's notify socket as NOTIFY_SOCKET, its own process group, and
+//! PR_SET_PDEATHSIG=SIGKILL so it can never outlive a killed emperor (its workers die
+//! with it the same way). Its stdout and stderr are logged line by line under the
+//! app's name; the last lines travel with the exit event, so a failed reload can say
+//! why (the import error's traceback).
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::Input;
+
+/// The most sockets one app may have (fds 3..3+MAX_FDS in the child).
+pub const MAX_FDS: usize = 16;
+/// Lines of a generation's output kept for its failure message.
+const TAIL: usize = 20;
+
+pub struct SpawnSpec<'a> {
+    pub vassal: &'a Path,
+    pub ini: &'a Path,
+    pub includes: &'a [PathBuf],
+    pub cwd: &'a Path,
+    pub fds: Vec<RawFd>,
+    pub notify_socket: &'a Path,
+}
+
+pub fn spawn(
+    spec: SpawnSpec<'_>,
+    app: &str,
+    gen: u64,
+    tx: UnboundedSender<Input>,
+) -> std::io::Result<u32> {
+    if spec.fds.len() > MAX_FDS {
+        return Err(std::io::Error::other(format!(
+            "an app may have at most {MAX_FDS} sockets"
+        )));
+    }
+    let mut cmd = tokio::process::Command::new(spec.vassal);
+    cmd.arg("--ini").arg(spec.ini);
+    for inc in spec.includes {
+        cmd.arg("--ini").arg(inc);
+    }
+    cmd.current_dir(spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+
+    let fds = spec.fds;
+    let nfds = CString::new(fds.len().to_string()).expect("digits have no NUL");
+    let notify = CString::new(spec.notify_socket.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other("notify socket path has a NUL byte"))?;
+    // SAFETY: only async-signal-safe calls (prctl, fcntl, dup2, getpid) plus setenv,
+    // which glibc makes safe in a forked child (malloc's locks are reset by fork);
+    // std builds the exec environment from `environ` because we set no env on `cmd`.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let first_free = 3 + fds.len() as i32;
+            let mut moved = [0i32; MAX_FDS];
+            for (i, fd) in fds.iter().enumerate() {
+                let t = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
+                if t < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                moved[i] = t;
+            }
+            for (i, t) in moved.iter().take(fds.len()).enumerate() {
+                // dup2 leaves the new descriptor without FD_CLOEXEC: it survives exec.
+                if libc::dup2(*t, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let mut digits = [0u8; 24];
+            let pid = format_pid(libc::getpid(), &mut digits);
+            libc::setenv(c"LISTEN_PID".as_ptr(), pid.cast(), 1);
+            libc::setenv(c"LISTEN_FDS".as_ptr(), nfds.as_ptr(), 1);
+            libc::setenv(c"NOTIFY_SOCKET".as_ptr(), notify.as_ptr(), 1);
+            // The emperor timestamps every line it logs for the vassal.
+            libc::setenv(c"VASSAL_LOG_TIMESTAMPS".as_ptr(), c"0".as_ptr(), 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let app = app.to_owned();
+    tokio::spawn(async move {
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
+        let mut out = stdout.map(|s| BufReader::new(s).lines());
+        let mut err = stderr.map(|s| BufReader::new(s).lines());
+        while out.is_some() || err.is_some() {
+            tokio::select! {
+                line = async { out.as_mut().expect("guarded").next_line().await }, if out.is_some() => {
+                    match line {
+                        Ok(Some(l)) => log_line(&app, gen, &l, &mut tail),
+                        _ => out = None,
+                    }
+                }
+                line = async { err.as_mut().expect("guarded").next_line().await }, if err.is_some() => {
+                    match line {
+                        Ok(Some(l)) => log_line(&app, gen, &l, &mut tail),
+                        _ => err = None,
+                    }
+                }
+            }
+        }
+        let status = child.wait().await;
+        let how = describe(status, &tail);
+        let _ = tx.send(Input::Exited { app, gen, how });
+    });
+    Ok(pid)
+}
+
+fn log_line(app: &str, gen: u64, line: &str, tail: &mut VecDeque<String>) {
+    tracing::info!(target: "vassal", "[{app}#{gen}] {line}");
+    if tail.len() == TAIL {
+        tail.pop_front();
+    }
+    tail.push_back(line.to_owned());
+}
+
+fn describe(status: std::io::Result<ExitStatus>, tail: &VecDeque<String>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let head = match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(22), _) => "exit code 22: the app could not be loaded".to_owned(),
+            (Some(c), _) => format!("exit code {c}"),
+            (_, Some(sig)) => format!(
+                "killed by signal {}",
+                nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_else(|_| sig.to_string())
+            ),
+            _ => "exited".to_owned(),
+        },
+        Err(e) => format!("could not be waited for: {e}"),
+    };
+    if tail.is_empty() || head == "exit code 0" {
+        head
+    } else {
+        let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
+        format!("{head}; last output:\n{}", lines.join("\n"))
+    }
+}
+
+/// Writes `pid` as decimal plus a NUL into `buf` without allocating.
+fn format_pid(pid: libc::pid_t, buf: &mut [u8; 24]) -> *const u8 {
+    let mut n = pid.max(0) as u64;
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[i] = digits[len - 1 - i];
+    }
+    buf[len] = 0;
+    buf.as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_formatting() {
+        for pid in [0, 1, 9, 10, 4242, i32::MAX] {
+            let mut b = [0u8; 24];
+            let p = format_pid(pid, &mut b);
+            // SAFETY: format_pid NUL-terminates inside `b`.
+            let s = unsafe { std::ffi::CStr::from_ptr(p.cast()) };
+            assert_eq!(s.to_str().unwrap(), pid.to_string());
+        }
+    }
+}
