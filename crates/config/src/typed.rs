@@ -277,6 +277,12 @@ impl Cx<'_> {
                 message.push_str(
                     " (uWSGI ini files have no inline comments: put the comment on its own line)",
                 );
+            } else if options::uwsgi_option(&key).is_some_and(|o| o.immediate)
+                && ["$(", "@(", "%("].iter().any(|s| trimmed.contains(s))
+            {
+                message.push_str(&format!(
+                    " (uWSGI applies `{key}` while reading, before `$(...)`, `@(...)` and `%(...)` are expanded)"
+                ));
             }
             self.error(l, message);
             return default;

@@ -84,6 +84,7 @@ fn integers() {
         ("processes = 99999999999", "2: error: `processes` is too large: `99999999999` (at most 4294967295)"),
         ("buffer-size = 65536  # Increase buffer", "2: error: `buffer-size` must be a non-negative whole number, got `65536  # Increase buffer` (uWSGI ini files have no inline comments: put the comment on its own line)"),
         ("processes = 0", "2: warning: `processes = 0` means one worker; using 1"),
+        ("listen = $(PORT)", "2: error: `listen` must be a non-negative whole number, got `$(PORT)` (uWSGI applies `listen` while reading, before `$(...)`, `@(...)` and `%(...)` are expanded)"),
         ("buffer-size = 81920", "2: warning: `buffer-size = 81920` is above the maximum; using 65535"),
     ];
     for (ini, want) in bad {
@@ -101,6 +102,9 @@ fn integers() {
         (32768, 1024, 8192, 30, 8)
     );
     assert_eq!(config("buffer-size = 99999").buffer_size, 65535);
+    // Magic variables first, then placeholder math (the fixed test host has 4 cores).
+    assert_eq!(config("processes = %(%k * 2)").processes, 8);
+    assert_eq!(config("http-socket = :$(PORT)\nlisten = 64").listen, 64);
 }
 
 #[test]
