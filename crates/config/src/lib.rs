@@ -26,6 +26,19 @@
 //! never panics on input (fuzzed, see `fuzz/` and `tests/fuzz_smoke.rs`). All outside
 //! access (files, environment, process facts) goes through [`host::Host`], so tests run
 //! against an in-memory host.
+//!
+//! Golden tests (`tests/golden/`) hold the option lists real uWSGI 2.0.31 printed with
+//! `--show-config` for each fixture; `tests/golden/generate.sh` regenerates them. To fuzz:
+//! `cd crates/config && RUSTC_BOOTSTRAP=1 cargo fuzz run parse` (cargo-fuzz; the `fuzz/`
+//! package is not a workspace member).
+//!
+//! Where we knowingly differ from uWSGI: unknown keys are reported with a suggestion
+//! (errors under `strict`) instead of silently becoming placeholders; integers must be
+//! plain decimal digits (no `atoi` leniency); logic blocks (`if-env`, `for`, ...), xml /
+//! json / yaml files and `scheme://` sources are errors rather than half-supported;
+//! self-referencing placeholders and include loops are errors instead of hangs; the
+//! `UWSGI_<OPTION>` environment variables are not read; `pythonpath` is not glob-expanded;
+//! long options cannot be abbreviated on the command line.
 
 pub mod args;
 pub mod diag;

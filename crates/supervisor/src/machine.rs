@@ -725,8 +725,12 @@ impl Supervisor {
                     self.answer(reply, &name, Outcome::Failed(msg), out);
                     return;
                 }
-                let running = a.state.serving().is_some() || a.state.pending().is_some();
-                if is_start && running {
+                if is_start && a.state.pending().is_some() {
+                    // Starting (or reloading): answer once the pending generation serves.
+                    self.wait(&name, reply, WaitFor::Ready);
+                    return;
+                }
+                if is_start && a.state.serving().is_some() {
                     self.answer(reply, &name, Outcome::Done("already running".into()), out);
                     return;
                 }

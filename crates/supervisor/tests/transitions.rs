@@ -519,3 +519,14 @@ fn random_walks_stay_inside_the_table() {
         }
     }
 }
+
+#[test]
+fn start_of_a_starting_app_answers_when_it_is_ready() {
+    let mut h = H::new();
+    h.changed("a");
+    assert!(replies(&h.ctl(1, Command::Start("a".into()))).is_empty());
+    let r = replies(&h.ready("a", 1));
+    assert!(matches!(&r[..], [(1, Outcome::Done(_))]));
+    let r = replies(&h.ctl(2, Command::Start("a".into())));
+    assert!(matches!(&r[..], [(2, Outcome::Done(m))] if m == "already running"));
+}
