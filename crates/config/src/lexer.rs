@@ -49,7 +49,7 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Lexes lines (as produced by [`crate::magic::substitute`]: original line number and bytes)
+/// Lexes lines (as produced by [`crate::magic::MagicTable::substitute`]: original line number and bytes)
 /// and keeps the entries of `section`.
 pub fn lex(lines: &[(u32, Vec<u8>)], section: &str) -> Lexed {
     let mut current: Vec<u8> = Vec::new();

@@ -3,7 +3,7 @@
 //! Every key is first classified (supported, directive, logic block, real uWSGI option we
 //! do not support, user placeholder, unknown). Supported keys are grouped by canonical
 //! name into a map `name -> [{value, seq}]`, turned into a `serde_json::Value` and
-//! deserialized with serde into [`RawVassal`], a struct of located strings (serde does the
+//! deserialized with serde into `RawVassal`, a struct of located strings (serde does the
 //! key-to-field mapping; the repeated-keys rule does not fit any serde format). Each field
 //! is then converted on its own, so every bad value is reported, with its file:line.
 
