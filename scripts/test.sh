@@ -25,6 +25,19 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The packaging test runs systemd-analyze verify and systemd-tmpfiles (package
+# `systemd`; they work without systemd as PID 1).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    step "installing systemd (for systemd-analyze)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "systemd-analyze is missing and this is not root: install the 'systemd' package first" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y systemd
+fi
+
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     step "installing nginx (apt-get)"
     if [ "$(id -u)" -ne 0 ]; then
