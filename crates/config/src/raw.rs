@@ -121,6 +121,11 @@ impl<'h> Reader<'h> {
             let previous = self.magic.suppress_first_round(true);
             self.load_ini(spec, origin);
             self.magic.suppress_first_round(previous);
+        } else if spec.contains(".ini:") {
+            self.diagnose(Diagnostic::error(
+                origin,
+                format!("cannot load `{spec}`: files loaded by extension cannot select a section; use `ini = {spec}` or `--ini {spec}`"),
+            ));
         } else {
             self.diagnose(Diagnostic::error(
                 origin,

@@ -466,6 +466,15 @@ fn command_lines() {
         problems(&["[ignored]"]).is_empty(),
         "uWSGI skips arguments starting with `[`"
     );
+    assert_eq!(problems(&["mysimplewsgi.ini:other"]), vec!["command line: error: cannot load `mysimplewsgi.ini:other`: files loaded by extension cannot select a section; use `ini = mysimplewsgi.ini:other` or `--ini mysimplewsgi.ini:other`"]);
+    assert_eq!(
+        problems(&["--unknown-flag", "--master"]),
+        vec!["command line: warning: unknown option `unknown-flag`"]
+    );
+    assert_eq!(
+        ok(&["--unknown=1", "--socket=:5", "--processes=2"]).processes,
+        2
+    );
 }
 
 #[test]
