@@ -93,6 +93,18 @@ pub fn run(
         spawn(id, &mut workers)?;
     }
 
+    // systemd's watchdog convention: heartbeat every WATCHDOG_USEC / 2.
+    let watchdog = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&us| us > 0)
+        .map(|us| Duration::from_micros(us / 2));
+    // SAFETY: still single-threaded (workers are separate processes).
+    unsafe {
+        std::env::remove_var("WATCHDOG_USEC");
+        std::env::remove_var("WATCHDOG_PID");
+    }
+    let mut next_beat = watchdog.map(|w| Instant::now() + w);
     let mut ready_count = 0u32;
     let mut announced = false;
     let mut stop_deadline: Option<Instant> = None;
@@ -102,7 +114,11 @@ pub fn run(
         if stop_deadline.is_some() && workers.is_empty() {
             break;
         }
-        let timeout = match stop_deadline {
+        let wake_at = match (stop_deadline, next_beat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = match wake_at {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
@@ -117,6 +133,12 @@ pub fn run(
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
+        }
+        if let (Some(at), Some(every)) = (next_beat, watchdog) {
+            if Instant::now() >= at {
+                notifier.send("WATCHDOG=1\n");
+                next_beat = Some(Instant::now() + every);
+            }
         }
         // Workers announce that their threads accept; READY=1 once all have.
         let mut buf = [0u8; 64];
