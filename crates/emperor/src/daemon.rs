@@ -40,6 +40,8 @@ struct Daemon {
     waiting: HashMap<ReplyId, oneshot::Sender<Response>>,
     next_reply: ReplyId,
     pids: HashMap<(String, Gen), u32>,
+    /// The latest per-worker stats each generation reported (X_VASSAL_WORKERS).
+    workers: HashMap<(String, Gen), Vec<proto::WorkerStatus>>,
     rescan_at: Option<Instant>,
     next_periodic: Instant,
     notify_path: PathBuf,
@@ -177,6 +179,7 @@ impl Daemon {
             waiting: HashMap::new(),
             next_reply: 1,
             pids: HashMap::new(),
+            workers: HashMap::new(),
             rescan_at: None,
             notify_path,
             systemd,
@@ -265,6 +268,7 @@ impl Daemon {
             }
             Input::Exited { app, gen, how } => {
                 self.pids.remove(&(app.clone(), gen));
+                self.workers.remove(&(app.clone(), gen));
                 let level_info = how.starts_with("exit code 0");
                 if level_info {
                     tracing::info!(app = %app, "generation {gen} exited: {how}");
@@ -323,6 +327,15 @@ impl Daemon {
                     app: app.clone(),
                     gen,
                 });
+            } else if let Some(json) = line.strip_prefix("X_VASSAL_WORKERS=") {
+                match serde_json::from_str::<Vec<proto::WorkerStatus>>(json) {
+                    Ok(w) => {
+                        self.workers.insert((app.clone(), gen), w);
+                    }
+                    Err(e) => {
+                        tracing::debug!(app = %app, "bad X_VASSAL_WORKERS from generation {gen}: {e}")
+                    }
+                }
             } else if let Some(status) = line.strip_prefix("STATUS=") {
                 self.feed(Event::Status {
                     app: app.clone(),
@@ -375,7 +388,11 @@ impl Daemon {
                 name: v.name.clone(),
                 state: v.state.to_owned(),
                 pid: v.pid,
-                workers: Vec::new(),
+                workers: v
+                    .gen
+                    .and_then(|g| self.workers.get(&(v.name.clone(), g)))
+                    .cloned()
+                    .unwrap_or_default(),
                 uptime_secs: v.uptime_ms.map(|m| m / 1000),
                 restarts: v.restarts,
                 last_exit: v.last_exit.as_ref().map(|s| first_line(s)),
