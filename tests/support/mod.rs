@@ -9,6 +9,7 @@
 //! Processes never share fixed TCP ports (except the seed test, which must use :8000):
 //! sockets are unix sockets inside a per-test [`tmp::TempDir`], so tests run in parallel.
 
+pub mod emperor;
 pub mod http;
 pub mod nginx;
 pub mod notify;
