@@ -116,6 +116,12 @@ fn app_failed(py: Python<'_>, req: &Request<'_>, e: PyErr, label: &str) {
     }
 }
 
+fn no_start_response() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err(
+        "the app produced body bytes before calling start_response()",
+    )
+}
+
 fn send_result(py: Python<'_>, resp: &SharedResponse, result: &Bound<'_, PyAny>) -> PyResult<()> {
     if let Ok(list) = result.cast_exact::<PyList>() {
         return send_sequence(py, resp, list.iter());
@@ -135,6 +141,9 @@ fn send_result(py: Python<'_>, resp: &SharedResponse, result: &Bound<'_, PyAny>)
             continue;
         }
         let data = bytes.as_bytes();
+        if !lock(resp).has_status() {
+            return Err(no_start_response());
+        }
         if let Err(e) = py.detach(|| lock(resp).write_body(data, None)) {
             tracing::info!("client went away while streaming: {e}");
             break;
@@ -164,6 +173,9 @@ fn send_sequence<'py>(
     let mut total = 0u64;
     for i in &items {
         total += as_bytes(i)?.as_bytes().len() as u64;
+    }
+    if total > 0 && !lock(resp).has_status() {
+        return Err(no_start_response());
     }
     // Nothing has been written through write() yet: the whole body is known.
     let known = if lock(resp).headers_sent() {
