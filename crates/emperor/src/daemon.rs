@@ -104,6 +104,8 @@ impl Daemon {
         let own_dir = s.run_dir.join(proto::EMPEROR_DIR_NAME);
         std::fs::create_dir_all(&own_dir)
             .with_context(|| format!("creating {}", own_dir.display()))?;
+        // Traversable by vassals running as app users (they reach notify.sock here).
+        std::fs::set_permissions(&own_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         if let Some(parent) = s.control_socket.parent() {
             std::fs::create_dir_all(parent)?;
         }

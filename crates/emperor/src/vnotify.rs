@@ -18,6 +18,9 @@ use crate::Input;
 pub fn bind(path: &Path) -> std::io::Result<AsyncFd<UnixDatagram>> {
     let _ = std::fs::remove_file(path);
     let sock = UnixDatagram::bind(path)?;
+    // Vassals that dropped privileges (uid =) must be able to send. Anyone may write;
+    // only datagrams whose kernel-verified sender pid is a vassal master count.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
     sock.set_nonblocking(true)?;
     setsockopt(&sock, sockopt::PassCred, &true)?;
     // SAFETY: the socket owns its descriptor and lives inside the AsyncFd for as long
