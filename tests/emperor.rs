@@ -32,8 +32,8 @@ use emperor_e2e::{proc, uwsgi, wait, EXIT_TIMEOUT};
 const WATCH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The probe app: answers JSON naming its code version, its worker and master pids, and
-/// what it sees of the supervisor's environment. `/slow?SECS` sleeps first (a request
-/// in flight while its generation is told to stop).
+/// what it sees of the supervisor's environment. `/slow?SECS` creates `slow-started` in
+/// its directory, then sleeps (a request in flight while its generation is told to stop).
 fn probe_code(version: &str) -> String {
     format!(
         r#""""Probe app for the emperor tests (version {version})."""
@@ -46,6 +46,7 @@ VERSION = "{version}"
 
 def application(environ, start_response):
     if environ.get("PATH_INFO") == "/slow":
+        open("slow-started", "w").close()  # in the app's directory (chdir)
         time.sleep(float(environ.get("QUERY_STRING") or "0.1"))
     body = json.dumps({{
         "version": VERSION,
@@ -440,6 +441,42 @@ fn atomic_save_of_the_ini_reloads_exactly_once() {
         e.app_log_lines("app", "ini removed").is_empty(),
         "the save must not look like a removal"
     );
+
+    // An ini that is a regular file in apps-enabled (no symlink), saved in place: by an
+    // editor writing a temp file and renaming it, then the way vim does by default
+    // (rename the original to a backup, write a new file, delete the backup).
+    tree.write("apps-available/plain/app.py", probe_code("v1"));
+    let plain = tree.enabled().join("plain.ini");
+    std::fs::write(&plain, probe_ini("plain", 1, "")).expect("write plain.ini");
+    e.wait_new_app("plain");
+    for (round, how) in ["rename over", "vim-style"].into_iter().enumerate() {
+        let tag = format!("plain{round}");
+        let ini = probe_ini("plain", 1, &format!("env = PROBE_TAG={tag}\n"));
+        if how == "rename over" {
+            atomic_write(&plain, ini);
+        } else {
+            let backup = tree.enabled().join("plain.ini~");
+            std::fs::rename(&plain, &backup).expect("rename to backup");
+            std::fs::write(&plain, ini).expect("write new file");
+            std::fs::remove_file(&backup).expect("remove backup");
+        }
+        if !wait::try_wait_until(Duration::from_secs(30), || {
+            probe_direct(&e, &tree.app_socket("plain"))["tag"] == tag.as_str()
+        }) {
+            e.fail(&format!(
+                "{how} save of plain.ini never served PROBE_TAG={tag}"
+            ));
+        }
+        let marker = format!("pmark{round}");
+        add_probe(&tree, &marker, "v1", 1);
+        e.wait_new_app(&marker);
+        let started = e.app_log_lines("plain", "started (pid");
+        if started.len() != round + 2 || !e.app_log_lines("plain", "ini removed").is_empty() {
+            e.fail(&format!(
+                "{how} save of a regular ini: expected exactly one reload, got {started:#?}"
+            ));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -595,6 +632,12 @@ fn kill_9_of_the_vassal_master_never_shows_nginx_a_refused_connection() {
         samples.len(),
         failed.len()
     );
+    if !failed.is_empty() {
+        println!(
+            "kill -9: failed requests (in flight in the killed workers):\n{}",
+            describe_failures(&samples, start)
+        );
+    }
     let logs = nginx.logs();
     for refused in ["Connection refused", "No such file"] {
         if logs.contains(refused) {
@@ -755,6 +798,22 @@ fn crash_looping_app_backs_off_while_its_healthy_neighbour_serves() {
         "the healthy app was not restarted: {good}"
     );
     assert_eq!(good["restarts"], 0, "{good}");
+
+    // Fixed code: `emperorctl restart` tries at once instead of waiting out the backoff
+    // (about 3 s by now).
+    tree.write("apps-available/bad/app.py", probe_code("fixed"));
+    let t0 = Instant::now();
+    e.ctl_ok(&["restart", "bad"]);
+    let took = t0.elapsed();
+    assert_eq!(
+        probe_direct(&e, &tree.app_socket("bad"))["version"],
+        "fixed"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "restart should not wait for the backoff: {took:?}"
+    );
+    assert_eq!(e.status("bad")["state"], "ready");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -789,6 +848,52 @@ fn sigterm_stops_every_vassal_and_the_emperor_exits_0() {
     ] {
         assert!(!p.exists(), "{} is left behind", p.display());
     }
+}
+
+#[test]
+fn a_second_sigterm_forces_the_stop_while_a_request_drains() {
+    let tree = EmperorTree::new("term2");
+    add_probe(&tree, "app", "v1", 1);
+    let e = EmperorBuilder::new()
+        .option("reload-mercy", "60")
+        .start(&tree);
+    e.wait_app("app");
+    let pids = e.descendants();
+    let sock = tree.app_socket("app");
+    let slow = std::thread::spawn(move || {
+        uwsgi::send(
+            &sock,
+            &uwsgi::packet(&uwsgi::vars("GET", "/slow?30", 0), b""),
+        )
+    });
+    let started = tree.available().join("app/slow-started");
+    wait::wait_until(Duration::from_secs(10), "the slow request to start", || {
+        started.exists()
+    });
+
+    let from = e.notifications().len();
+    e.signal(libc::SIGTERM);
+    e.expect_notification(from, "STOPPING=1", Duration::from_secs(10));
+    e.wait_log("graceful stop", Duration::from_secs(10));
+    assert!(
+        e.try_exit().is_none(),
+        "the first SIGTERM waits for the in-flight request"
+    );
+    let t0 = Instant::now();
+    e.signal(libc::SIGTERM);
+    let st = e.wait_exit(Duration::from_secs(10));
+    println!(
+        "second SIGTERM: the emperor exited ({}) after {:?}",
+        emperor_e2e::vassal::show_status(st),
+        t0.elapsed()
+    );
+    if let Err(alive) = wait_gone(&pids, Duration::from_secs(10)) {
+        e.fail(&format!(
+            "a forced stop left processes:\n{}",
+            describe_pids(&alive)
+        ));
+    }
+    let _ = slow.join();
 }
 
 #[test]
@@ -829,6 +934,31 @@ fn sigkill_of_the_emperor_leaves_no_process_behind() {
             describe_pids(&alive)
         ));
     }
+
+    // What systemd does next: start the emperor again on the same tree, where the killed
+    // one left its control socket and app sockets behind.
+    std::fs::remove_file(tree.link("slow")).expect("rm slow");
+    assert!(
+        tree.control_socket().exists(),
+        "a SIGKILLed emperor leaves its socket"
+    );
+    let e2 = EmperorBuilder::new().start(&tree);
+    e2.wait_app("a");
+    e2.wait_app("b");
+    assert_eq!(probe_direct(&e2, &tree.app_socket("a"))["version"], "v1");
+    assert_eq!(probe_direct(&e2, &tree.app_socket("b"))["version"], "v1");
+
+    // A second emperor on the same control socket is refused and disturbs nothing.
+    let e3 = EmperorBuilder::new().spawn(&tree);
+    let st = e3.wait_exit(Duration::from_secs(30));
+    if st.success() || !e3.log().contains("control socket") {
+        e3.fail(&format!(
+            "a second emperor on a live control socket must fail naming it ({st:?})"
+        ));
+    }
+    e2.ctl_ok(&["status"]);
+    assert_eq!(probe_direct(&e2, &tree.app_socket("a"))["version"], "v1");
+    assert_eq!(probe_direct(&e2, &tree.app_socket("b"))["version"], "v1");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -879,12 +1009,15 @@ fn fifty_apps_start_at_once() {
 // ---------------------------------------------------------------------------------------
 // 11. sd_notify.
 
+/// The WATCHDOG_USEC the test gives the emperor, as systemd would.
+const SYSTEMD_WATCHDOG_USEC: &str = "400000";
+
 #[test]
 fn sd_notify_ready_status_reloading_stopping_and_vassals_never_see_it() {
     let tree = EmperorTree::new("sdn");
     add_probe(&tree, "app", "v1", 1);
     let e = EmperorBuilder::new()
-        .env("WATCHDOG_USEC", "400000")
+        .env("WATCHDOG_USEC", SYSTEMD_WATCHDOG_USEC)
         .start(&tree);
     let ready = e.expect_notification(0, "READY=1", Duration::from_secs(1));
     let first = e.notifications()[ready].clone();
@@ -901,8 +1034,8 @@ fn sd_notify_ready_status_reloading_stopping_and_vassals_never_see_it() {
     }
     e.expect_notification(0, "WATCHDOG=1", Duration::from_secs(5));
 
-    // The vassal and its worker got the emperor's own notify socket, never ours, and no
-    // watchdog settings.
+    // The vassal and its worker got the emperor's own notify socket, never ours, and not
+    // systemd's watchdog (the emperor may give vassals a watchdog of its own).
     let master = e.app_pid("app");
     for pid in proc::tree(master) {
         let env = environ_of(pid);
@@ -910,7 +1043,7 @@ fn sd_notify_ready_status_reloading_stopping_and_vassals_never_see_it() {
         let own = tree.vassal_notify_socket().display().to_string();
         if notify == Some(&e.notify_path().display().to_string())
             || notify.is_some_and(|n| n != own)
-            || env.contains_key("WATCHDOG_USEC")
+            || env.get("WATCHDOG_USEC").map(String::as_str) == Some(SYSTEMD_WATCHDOG_USEC)
         {
             e.fail(&format!(
                 "process {pid} of the vassal started with NOTIFY_SOCKET={notify:?} \
@@ -926,7 +1059,7 @@ fn sd_notify_ready_status_reloading_stopping_and_vassals_never_see_it() {
         e.notify_path().display().to_string(),
         "{v}"
     );
-    assert!(v["watchdog_usec"].is_null(), "{v}");
+    assert_ne!(v["watchdog_usec"], SYSTEMD_WATCHDOG_USEC, "{v}");
 
     // SIGHUP: RELOADING=1 + MONOTONIC_USEC, a new generation, then READY=1.
     let from = e.notifications().len();

@@ -249,6 +249,8 @@ pub fn output_with_deadline(mut cmd: Command, timeout: Duration) -> Output {
     }
 }
 
+static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// State shared with the notify-reader and exit-waiter threads.
 #[derive(Default)]
 struct Shared {
@@ -299,10 +301,13 @@ impl EmperorBuilder {
             config.push_str(&format!("{k} = {v}\n"));
         }
         let config_path = tree.write("emperor.ini", config);
-        let log_path = tree.path().join("emperor.log");
+        // Several emperors may run on one tree in turn (or at once): each gets its own log
+        // and notify socket.
+        let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let log_path = tree.path().join(format!("emperor-{n}.log"));
         let log = File::create(&log_path).expect("create emperor log");
 
-        let notify_path = tree.path().join("sd-notify.sock");
+        let notify_path = tree.path().join(format!("sd-notify-{n}.sock"));
         let _ = std::fs::remove_file(&notify_path);
         let sock = UnixDatagram::bind(&notify_path)
             .unwrap_or_else(|e| panic!("bind {}: {e}", notify_path.display()));
