@@ -98,7 +98,20 @@ pub struct VassalConfig {
     pub processes: u32,
     pub threads: u32,
     pub enable_threads: bool,
+    /// `lazy-apps`/`lazy`: each worker imports the app after the fork.
     pub lazy_apps: bool,
+    /// Seconds a request may run before its worker is replaced (0 = off).
+    pub harakiri: u64,
+    /// Requests after which a worker is recycled (0 = off).
+    pub max_requests: u64,
+    /// Worker `i` (from 1) recycles after `max_requests + (i - 1) * max_requests_delta`.
+    pub max_requests_delta: u64,
+    /// Seconds after which a worker is recycled (0 = off).
+    pub max_worker_lifetime: u64,
+    /// MiB of resident memory after which a worker is recycled (0 = off).
+    pub reload_on_rss: u64,
+    /// Seconds a stopping worker may take to finish its requests before SIGKILL.
+    pub worker_reload_mercy: u64,
     /// Mode bits; `chmod-socket` without value (or `1`) means 0o666.
     pub chmod_socket: Option<u32>,
     pub chown_socket: Option<String>,
@@ -138,6 +151,12 @@ impl Default for VassalConfig {
             threads: 1,
             enable_threads: true,
             lazy_apps: false,
+            harakiri: 0,
+            max_requests: 0,
+            max_requests_delta: 0,
+            max_worker_lifetime: 0,
+            reload_on_rss: 0,
+            worker_reload_mercy: 60,
             chmod_socket: None,
             chown_socket: None,
             vacuum: false,

@@ -45,6 +45,14 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("threads", "threads"),
     ("enable-threads", "enable-threads"),
     ("lazy-apps", "lazy-apps"),
+    // uWSGI's older spelling: it also loads the app in each worker after the fork.
+    ("lazy", "lazy-apps"),
+    ("harakiri", "harakiri"),
+    ("max-requests", "max-requests"),
+    ("max-requests-delta", "max-requests-delta"),
+    ("max-worker-lifetime", "max-worker-lifetime"),
+    ("reload-on-rss", "reload-on-rss"),
+    ("worker-reload-mercy", "worker-reload-mercy"),
     ("chmod-socket", "chmod-socket"),
     ("chmod", "chmod-socket"),
     ("chown-socket", "chown-socket"),
@@ -238,7 +246,8 @@ mod tests {
         assert_eq!(uwsgi_option("listen").map(|o| o.immediate), Some(true));
         assert_eq!(uwsgi_option("socket").map(|o| o.immediate), Some(false));
         assert_eq!(canonical("workers"), Some("processes"));
-        assert_eq!(canonical("harakiri"), None);
+        assert_eq!(canonical("harakiri-verbose"), None);
+        assert_eq!(canonical("lazy"), Some("lazy-apps"));
         assert_eq!(shortcut('w'), Some("module"));
     }
 

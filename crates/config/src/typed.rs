@@ -52,6 +52,12 @@ struct RawVassal {
     threads: Vec<Located>,
     enable_threads: Vec<Located>,
     lazy_apps: Vec<Located>,
+    harakiri: Vec<Located>,
+    max_requests: Vec<Located>,
+    max_requests_delta: Vec<Located>,
+    max_worker_lifetime: Vec<Located>,
+    reload_on_rss: Vec<Located>,
+    worker_reload_mercy: Vec<Located>,
     chmod_socket: Vec<Located>,
     chown_socket: Vec<Located>,
     vacuum: Vec<Located>,
@@ -336,6 +342,15 @@ impl Cx<'_> {
         }
         c.enable_threads = self.last_bool(&raw.enable_threads, true);
         c.lazy_apps = self.last_bool(&raw.lazy_apps, false);
+        // Durations and sizes large enough to mean "never"; beyond that they would
+        // overflow when turned into milliseconds or bytes.
+        let secs_max = 100 * 365 * 24 * 3600;
+        c.harakiri = self.last_number(&raw.harakiri, 0, secs_max);
+        c.max_requests = self.last_number(&raw.max_requests, 0, u64::from(u32::MAX));
+        c.max_requests_delta = self.last_number(&raw.max_requests_delta, 0, u64::from(u32::MAX));
+        c.max_worker_lifetime = self.last_number(&raw.max_worker_lifetime, 0, secs_max);
+        c.reload_on_rss = self.last_number(&raw.reload_on_rss, 0, 1 << 30);
+        c.worker_reload_mercy = self.last_number(&raw.worker_reload_mercy, 60, secs_max);
         c.chmod_socket = self.chmod(&raw.chmod_socket);
         c.chown_socket = self.last_string(&raw.chown_socket);
         c.vacuum = self.last_bool(&raw.vacuum, false);

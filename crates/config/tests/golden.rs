@@ -109,8 +109,7 @@ fn golden_fixtures_load_typed() {
     let want = [
         "typos.ini:2: warning: unknown option `procesess`; did you mean `processes`?",
         "typos.ini:3: warning: unknown option `vaccum`; did you mean `vacuum`?",
-        "typos.ini:4: warning: `harakiri` is a uWSGI option vassal does not support yet; ignored",
-        "typos.ini:5: warning: `max-requests` is a uWSGI option vassal does not support yet; ignored",
+        // Lines 4 and 5 (`harakiri`, `max-requests`) are supported options.
         "typos.ini:6: warning: `static-map` is a uWSGI option vassal does not support yet; ignored",
         "typos.ini:8: warning: unknown option `harakiri_verbose`; did you mean `harakiri-verbose`?",
         "typos.ini:9: warning: a line with `=` but no key before it",
@@ -118,4 +117,5 @@ fn golden_fixtures_load_typed() {
         "typos.ini:11: warning: unknown option `w`; `-w` is the command-line shortcut of `module`, write `module` in ini files",
     ];
     assert_eq!(messages, want);
+    assert_eq!((typos.config.harakiri, typos.config.max_requests), (30, 5000));
 }

@@ -60,6 +60,15 @@ fn booleans() {
     assert!(config("master").master, "bare key");
     assert!(!config("master\nmaster = false").master, "last wins");
     assert!(!config("enable-threads = false").enable_threads);
+    for (ini, lazy) in [
+        ("", false),
+        ("lazy-apps = true", true),
+        ("lazy = true", true),
+        ("lazy", true),
+        ("lazy-apps = true\nlazy = false", false),
+    ] {
+        assert_eq!(config(ini).lazy_apps, lazy, "{ini}");
+    }
     assert!(config("").enable_threads, "default");
     assert!(config("").need_app, "default");
 }
@@ -102,6 +111,36 @@ fn integers() {
         (32768, 1024, 8192, 30, 8)
     );
     assert_eq!(config("buffer-size = 99999").buffer_size, 65535);
+    #[rustfmt::skip]
+    let health: &[(&str, [u64; 6])] = &[
+        // [harakiri, max-requests, max-requests-delta, max-worker-lifetime, reload-on-rss, worker-reload-mercy]
+        ("", [0, 0, 0, 0, 0, 60]),
+        ("harakiri = 30", [30, 0, 0, 0, 0, 60]),
+        ("max-requests = 1000\nmax-requests-delta = 10", [0, 1000, 10, 0, 0, 60]),
+        ("max-worker-lifetime = 3600\nreload-on-rss = 512", [0, 0, 0, 3600, 512, 60]),
+        ("worker-reload-mercy = 5\nworker-reload-mercy = 7", [0, 0, 0, 0, 0, 7]),
+    ];
+    for (ini, want) in health {
+        let c = config(ini);
+        let got = [
+            c.harakiri,
+            c.max_requests,
+            c.max_requests_delta,
+            c.max_worker_lifetime,
+            c.reload_on_rss,
+            c.worker_reload_mercy,
+        ];
+        assert_eq!(&got, want, "{ini}");
+    }
+    #[rustfmt::skip]
+    let bad_health: &[(&str, &str)] = &[
+        ("harakiri = 3s", "2: error: `harakiri` must be a non-negative whole number, got `3s`"),
+        ("reload-on-rss = 1.5", "2: error: `reload-on-rss` must be a non-negative whole number, got `1.5`"),
+        ("max-requests = 99999999999", "2: error: `max-requests` is too large: `99999999999` (at most 4294967295)"),
+    ];
+    for (ini, want) in bad_health {
+        assert_eq!(problems(ini), vec![want.to_string()], "{ini}");
+    }
     // Magic variables first, then placeholder math (the fixed test host has 4 cores).
     assert_eq!(config("processes = %(%k * 2)").processes, 8);
     assert_eq!(config("http-socket = :$(PORT)\nlisten = 64").listen, 64);
@@ -216,11 +255,11 @@ fn unknown_keys() {
     #[rustfmt::skip]
     let cases: &[(&str, &[&str])] = &[
         ("procesess = 4", &["2: warning: unknown option `procesess`; did you mean `processes`?"]),
-        ("harakiri = 30", &["2: warning: `harakiri` is a uWSGI option vassal does not support yet; ignored"]),
+        ("cheaper = 2", &["2: warning: `cheaper` is a uWSGI option vassal does not support yet; ignored"]),
         ("plugins = python3\nplugin = python\nneed-plugin = python3", &[]),
         ("strict\nprocesess = 4", &["3: error: unknown option `procesess`; did you mean `processes`?"]),
-        ("strict = true\nharakiri = 30", &["3: error: `harakiri` is a uWSGI option vassal does not support yet; ignored"]),
-        ("strict = false\nharakiri = 30", &["3: warning: `harakiri` is a uWSGI option vassal does not support yet; ignored"]),
+        ("strict = true\ncheaper = 2", &["3: error: `cheaper` is a uWSGI option vassal does not support yet; ignored"]),
+        ("strict = false\ncheaper = 2", &["3: warning: `cheaper` is a uWSGI option vassal does not support yet; ignored"]),
         // A key referenced as a placeholder is a user placeholder, not a typo...
         ("base = /srv\nchdir = %(base)", &[]),
         ("set-ph = base=/srv\nchdir = %(base)", &[]),
@@ -454,8 +493,8 @@ fn command_lines() {
         problems(&["--procesess", "4"]),
         vec!["command line: warning: unknown option `procesess`; did you mean `processes`?"]
     );
-    assert_eq!(problems(&["--harakiri", "30"]), vec!["command line: warning: `harakiri` is a uWSGI option vassal does not support yet; ignored"]);
-    assert_eq!(problems(&["--strict", "--harakiri", "30"]), vec!["command line: error: `harakiri` is a uWSGI option vassal does not support yet; ignored"]);
+    assert_eq!(problems(&["--cheaper", "2"]), vec!["command line: warning: `cheaper` is a uWSGI option vassal does not support yet; ignored"]);
+    assert_eq!(problems(&["--strict", "--cheaper", "2"]), vec!["command line: error: `cheaper` is a uWSGI option vassal does not support yet; ignored"]);
     assert_eq!(problems(&["app.json"]), vec!["command line: error: cannot load configuration from `app.json`: only .ini files are supported"]);
     assert_eq!(
         problems(&["--", "--x.ini"]).len(),
