@@ -244,6 +244,17 @@ fn str_field<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("")
 }
 
+/// The pid of the latest generation of `app` the emperor started (from its log).
+fn last_started_pid(e: &Emperor, app: &str) -> u32 {
+    let lines = e.app_log_lines(app, "started (pid");
+    lines
+        .last()
+        .and_then(|l| l.split("(pid ").nth(1))
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| e.fail(&format!("no started generation of {app} in the log")))
+}
+
 fn monotonic_usec() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -295,6 +306,15 @@ fn workflow_symlink_into_apps_enabled_then_nginx_serves_the_example_app() {
     assert_eq!(
         mode, 0o666,
         "the app socket must be connectable by nginx's user"
+    );
+    let ctl_mode = std::fs::metadata(tree.control_socket())
+        .expect("control socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        ctl_mode, 0o660,
+        "the control socket is for root and its group"
     );
 
     let nginx = Nginx::start(&sock);
@@ -535,7 +555,9 @@ fn reload_under_load_through_nginx_fails_no_request() {
 fn reload_with_broken_code_fails_and_the_old_code_keeps_serving() {
     let tree = EmperorTree::new("broken");
     add_probe(&tree, "app", "v1", 1);
-    let e = EmperorBuilder::new().start(&tree);
+    let e = EmperorBuilder::new()
+        .option("start-timeout", "3")
+        .start(&tree);
     e.wait_app("app");
     let nginx = Nginx::start(&tree.app_socket("app"));
     let master = e.app_pid("app");
@@ -555,6 +577,11 @@ fn reload_with_broken_code_fails_and_the_old_code_keeps_serving() {
             "def application(environ, start_response:\n    pass\n".to_owned(),
             "SyntaxError",
         ),
+        (
+            "no READY=1 within start-timeout",
+            format!("import time\ntime.sleep(60)\n{}", probe_code("v2")),
+            "did not send READY=1",
+        ),
     ];
     for (what, code, needle) in broken {
         std::fs::write(&code_path, code).expect("write broken code");
@@ -562,6 +589,15 @@ fn reload_with_broken_code_fails_and_the_old_code_keeps_serving() {
         if out.code != Some(1) || !out.all().contains(needle) {
             e.fail(&format!(
                 "{what}: emperorctl reload must exit 1 naming {needle:?}: {out}"
+            ));
+        }
+        // The failed generation is gone (the hung one killed, not left importing).
+        let failed = last_started_pid(&e, "app");
+        assert_ne!(failed, master);
+        if let Err(alive) = wait_gone(&BTreeSet::from([failed]), GONE_TIMEOUT) {
+            e.fail(&format!(
+                "{what}: the failed generation still runs:\n{}",
+                describe_pids(&alive)
             ));
         }
         let v = probe_http(&e, &nginx);
@@ -590,6 +626,86 @@ fn reload_with_broken_code_fails_and_the_old_code_keeps_serving() {
     assert!(
         st["error"].is_null(),
         "a good reload clears the error: {st}"
+    );
+}
+
+/// DESIGN §4: "a reload replies when the new generation is serving ... so
+/// `emperorctl reload app && curl ...` works". The request right after the reply must
+/// therefore get the new code, not an old generation that still accepts on the shared
+/// socket because it has not yet acted on its SIGTERM.
+#[test]
+fn the_request_right_after_reload_returns_gets_the_new_code() {
+    let tree = EmperorTree::new("next");
+    add_probe(&tree, "app", "v0", 2);
+    let e = EmperorBuilder::new().start(&tree);
+    e.wait_app("app");
+    let sock = tree.app_socket("app");
+    let code_path = tree.available().join("app/app.py");
+    let mut stale = Vec::new();
+    const ROUNDS: usize = 10;
+    for round in 1..=ROUNDS {
+        let version = format!("v{round}");
+        std::fs::write(&code_path, probe_code(&version)).expect("write new code");
+        e.ctl_ok(&["reload", "app"]);
+        let v = probe_direct(&e, &sock);
+        if v["version"] != version.as_str() {
+            stale.push(format!("after reload to {version}: {v}"));
+        }
+    }
+    println!(
+        "reload && request: {} of {ROUNDS} first requests answered by the old generation",
+        stale.len()
+    );
+    if !stale.is_empty() {
+        e.fail(&format!(
+            "`emperorctl reload` returned while the old generation still took new \
+             requests ({} of {ROUNDS} rounds):\n{}",
+            stale.len(),
+            stale.join("\n")
+        ));
+    }
+}
+
+#[test]
+fn reload_mercy_bounds_how_long_the_old_generation_drains() {
+    let tree = EmperorTree::new("mercy");
+    add_probe(&tree, "app", "v1", 1);
+    let e = EmperorBuilder::new()
+        .option("reload-mercy", "1")
+        .start(&tree);
+    e.wait_app("app");
+    let old = proc::tree(e.app_pid("app"));
+    let sock = tree.app_socket("app");
+    let slow = std::thread::spawn(move || {
+        uwsgi::send(
+            &sock,
+            &uwsgi::packet(&uwsgi::vars("GET", "/slow?30", 0), b""),
+        )
+    });
+    let started = tree.available().join("app/slow-started");
+    wait::wait_until(Duration::from_secs(10), "the slow request to start", || {
+        started.exists()
+    });
+    let t0 = Instant::now();
+    e.ctl_ok(&["reload", "app"]);
+    assert_eq!(probe_direct(&e, &tree.app_socket("app"))["version"], "v1");
+    if let Err(alive) = wait_gone(&old, Duration::from_secs(15)) {
+        e.fail(&format!(
+            "the old generation outlived reload-mercy = 1:\n{}",
+            describe_pids(&alive)
+        ));
+    }
+    let drained = t0.elapsed();
+    println!("reload-mercy 1 s: the old generation with a 30 s request was gone after {drained:?}");
+    assert!(
+        drained >= Duration::from_millis(900),
+        "the old generation must get its mercy period before SIGKILL: gone after {drained:?}"
+    );
+    assert!(drained < Duration::from_secs(10), "{drained:?}");
+    let reply = slow.join().expect("slow request thread");
+    assert!(
+        !matches!(&reply, Ok(raw) if raw.starts_with(b"HTTP/1.1 200")),
+        "the 30 s request was cut off by the mercy timeout"
     );
 }
 
