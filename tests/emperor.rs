@@ -255,6 +255,23 @@ fn last_started_pid(e: &Emperor, app: &str) -> u32 {
         .unwrap_or_else(|| e.fail(&format!("no started generation of {app} in the log")))
 }
 
+/// User + system CPU time of a process so far, in seconds (/proc/PID/stat, 100 Hz ticks).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(14) + ticks(15)) as f64 / 100.0
+}
+
 fn monotonic_usec() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -867,7 +884,12 @@ fn crash_looping_app_backs_off_while_its_healthy_neighbour_serves() {
         e.fail("the crash-looping app was not retried 6 times within 30 s");
     }
     let samples = load.finish();
+    let loop_secs = start.elapsed().as_secs_f64();
     let failed = samples.iter().filter(|s| s.failed()).count();
+    println!(
+        "crash loop: the emperor used {:.2} s of CPU in {loop_secs:.1} s",
+        cpu_secs(e.pid())
+    );
     let lines = e.app_log_lines("bad", "started (pid");
     let times: Vec<f64> = lines.iter().filter_map(|l| log_time(l)).collect();
     let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
