@@ -4,13 +4,21 @@
 //! (`logto`), set `env`, take the listening sockets from LISTEN_FDS or bind them
 //! (chmod/chown applied before listen), write the pidfile, `chdir`, drop privileges,
 //! start CPython (with the venv), import the app once, then fork the workers from the
-//! single-threaded master. Everything that touches CPython is in `python/`.
+//! single-threaded master (`master.rs`). With `lazy-apps` the master never starts
+//! CPython; each worker does after the fork. Workers report to the master through a
+//! shared-memory scoreboard (`scoreboard.rs`); harakiri runs in each worker
+//! (`harakiri.rs`); a SIGHUP reload re-executes the master (`restart.rs`).
+//! Everything that touches CPython is in `python/`.
 
 pub mod body;
 pub mod conn;
+mod harakiri;
 mod master;
+mod meter;
 pub mod python;
 pub mod response;
+mod restart;
+pub mod scoreboard;
 mod serve;
 pub mod vars;
 mod worker;
@@ -27,11 +35,12 @@ use config::VassalConfig;
 /// supervisor can tell a broken deploy from a crash.
 pub const EXIT_APP_LOAD_FAILED: i32 = 22;
 
-/// How long a graceful stop waits for in-flight requests (uWSGI's worker-reload-mercy).
-const MERCY: Duration = Duration::from_secs(60);
-
 pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
-    if let Some(path) = &cfg.logto {
+    let restart = restart::Restart::capture();
+    let reloaded = restart.reloads > 0;
+    // After a reload the log descriptors are inherited (and the file may no longer be
+    // writable by the unprivileged user), like uWSGI.
+    if let Some(path) = cfg.logto.as_ref().filter(|_| !reloaded) {
         redirect_logs(path).with_context(|| format!("logto {}", path.display()))?;
     }
     for (k, v) in &cfg.env {
@@ -41,7 +50,18 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
     let notifier = sockets::notify::Notifier::from_env();
 
     let listeners = match sockets::from_listen_fds(&cfg.sockets).context("LISTEN_FDS")? {
-        Some(l) => l,
+        Some(mut l) => {
+            // Our own earlier image bound these: keep vacuuming what it created.
+            for (listener, path) in l.iter_mut().zip(&restart.created_sockets) {
+                if listener.name == path.display().to_string()
+                    || std::fs::canonicalize(&listener.name).ok()
+                        == std::fs::canonicalize(path).ok()
+                {
+                    listener.created_path = Some(path.clone());
+                }
+            }
+            l
+        }
         None => {
             if cfg.sockets.is_empty() {
                 anyhow::bail!(
@@ -64,7 +84,7 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
     for l in &listeners {
         l.set_nonblocking().context("listening socket")?;
     }
-    if let Some(p) = &cfg.pidfile {
+    if let Some(p) = cfg.pidfile.as_ref().filter(|_| !reloaded) {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("pidfile {}", p.display()))?;
     }
@@ -74,24 +94,85 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
     sockets::privileges::drop_privileges(cfg.uid.as_deref(), cfg.gid.as_deref())
         .map_err(|e| anyhow::anyhow!("dropping privileges: {e}"))?;
 
-    let venv = cfg
-        .home
-        .clone()
-        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from));
-    python::initialize(venv.as_deref())?;
-    let app = match load_app(&cfg) {
-        Ok(app) => Some(app),
-        Err(()) if cfg.need_app => {
-            cleanup(&cfg, &listeners);
-            return Ok(EXIT_APP_LOAD_FAILED);
+    let app = if cfg.lazy_apps {
+        // The master never starts CPython: each worker does, after the fork.
+        let cfg = cfg.clone();
+        worker::App::Lazy(Arc::new(move || {
+            if let Err(e) = python::initialize(venv(&cfg).as_deref()) {
+                tracing::error!("{e}");
+                return Err(1);
+            }
+            match load_app(&cfg) {
+                Ok(app) => Ok(shared(&cfg, Some(app))),
+                Err(()) if cfg.need_app => Err(EXIT_APP_LOAD_FAILED),
+                Err(()) => {
+                    tracing::error!("need-app = false: serving 500 for every request");
+                    Ok(shared(&cfg, None))
+                }
+            }
+        }))
+    } else {
+        python::initialize(venv(&cfg).as_deref())?;
+        let app = match load_app(&cfg) {
+            Ok(app) => Some(app),
+            Err(()) if cfg.need_app => {
+                cleanup(&cfg, &listeners);
+                return Ok(EXIT_APP_LOAD_FAILED);
+            }
+            Err(()) => {
+                tracing::error!("need-app = false: serving 500 for every request");
+                None
+            }
+        };
+        let threads = python::python_thread_count();
+        if threads > 1 {
+            tracing::warn!(
+                "the app started {} Python thread(s) while being imported; the workers are \
+                 forked from this process, and those threads do not run in them (set \
+                 `lazy-apps = true` to import the app in each worker instead)",
+                threads - 1
+            );
         }
-        Err(()) => {
-            tracing::error!("need-app = false: serving 500 for every request");
-            None
-        }
+        worker::App::Preloaded(shared(&cfg, app))
     };
 
-    let shared = Arc::new(serve::Shared {
+    let listeners = Arc::new(listeners);
+    let outcome = master::run(
+        listeners.clone(),
+        app,
+        master::MasterSpec {
+            processes: cfg.processes.max(1),
+            threads: cfg.threads.max(1),
+            mercy: Duration::from_secs(cfg.worker_reload_mercy),
+            lazy: cfg.lazy_apps,
+            harakiri: (cfg.harakiri > 0).then(|| Duration::from_secs(cfg.harakiri)),
+            max_requests: cfg.max_requests,
+            max_requests_delta: cfg.max_requests_delta,
+            max_worker_lifetime: (cfg.max_worker_lifetime > 0)
+                .then(|| Duration::from_secs(cfg.max_worker_lifetime)),
+            reload_on_rss_kb: cfg.reload_on_rss * 1024,
+        },
+        &notifier,
+    )?;
+    match outcome {
+        master::Outcome::Exit(code) => {
+            cleanup(&cfg, &listeners);
+            tracing::info!("stopped");
+            Ok(code)
+        }
+        master::Outcome::Reexec => Err(restart.exec(&listeners).context("re-exec for SIGHUP")),
+    }
+}
+
+fn venv(cfg: &VassalConfig) -> Option<PathBuf> {
+    cfg.home
+        .clone()
+        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from))
+}
+
+/// What every serving thread of a worker shares.
+fn shared(cfg: &VassalConfig, app: Option<python::Py<python::PyAny>>) -> Arc<serve::Shared> {
+    Arc::new(serve::Shared {
         app,
         buffer_size: cfg.buffer_size,
         socket_timeout: Duration::from_secs(cfg.socket_timeout.max(1)),
@@ -108,21 +189,7 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into()),
         stopping: AtomicBool::new(false),
-    });
-    let listeners = Arc::new(listeners);
-    let code = master::run(
-        listeners.clone(),
-        shared,
-        master::MasterSpec {
-            processes: cfg.processes.max(1),
-            threads: cfg.threads.max(1),
-            mercy: MERCY,
-        },
-        &notifier,
-    )?;
-    cleanup(&cfg, &listeners);
-    tracing::info!("stopped");
-    Ok(code)
+    })
 }
 
 fn app_source(cfg: &VassalConfig) -> Option<python::AppSource> {

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::conn::Stream;
@@ -52,6 +53,9 @@ pub struct Response {
     /// The client went away or the framing broke: stop writing, close the connection.
     pub broken: bool,
     head_buf: Vec<u8>,
+    /// Set to 1 just before the head goes out (the harakiri monitor then knows it is
+    /// too late for a 504).
+    head_flag: Option<&'static AtomicU32>,
 }
 
 /// Bodies smaller than this are copied behind the head and sent in one write.
@@ -70,7 +74,13 @@ impl Response {
             sent: 0,
             broken: false,
             head_buf: Vec::with_capacity(256),
+            head_flag: None,
         }
+    }
+
+    /// Where to record that the head is being sent (see [`crate::scoreboard::ThreadSlot`]).
+    pub fn set_head_flag(&mut self, flag: &'static AtomicU32) {
+        self.head_flag = Some(flag);
     }
 
     pub fn code(&self) -> u16 {
@@ -119,6 +129,9 @@ impl Response {
     /// Builds the head into `head_buf` and decides the framing. `total` is the whole
     /// body length when known before the first byte goes out.
     fn prepare_head(&mut self, total: Option<u64>) {
+        if let Some(f) = self.head_flag {
+            f.store(1, Ordering::Relaxed);
+        }
         let status = self.status.clone().unwrap_or_else(|| b"200 OK".to_vec());
         let out = &mut self.head_buf;
         out.clear();

@@ -17,25 +17,59 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
 use crate::conn::Stream;
+use crate::meter::{Limits, Meter};
 use crate::python::{EnvironBuilder, Python};
+use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::serve::{self, Shared, ThreadState};
 use crate::vars::VarList;
 use sockets::{Listener, ListenerKind};
 
 pub struct WorkerSpec {
+    /// Worker number within the vassal, from 1.
+    pub id: u32,
     pub threads: u32,
     pub multiprocess: bool,
     /// How long a graceful stop waits for in-flight requests.
     pub mercy: Duration,
+    /// A request running longer is killed with its worker (None = no limit).
+    pub harakiri: Option<Duration>,
+    pub limits: Limits,
+}
+
+/// Where the worker's app comes from.
+#[derive(Clone)]
+pub enum App {
+    /// Imported by the master before the fork.
+    Preloaded(Arc<Shared>),
+    /// lazy-apps: imported by each worker after the fork. The loader returns the exit
+    /// code to use when the app cannot be loaded.
+    Lazy(Arc<dyn Fn() -> Result<Arc<Shared>, i32> + Send + Sync>),
+}
+
+/// What the master hands a freshly forked worker.
+pub struct WorkerCtx {
+    pub listeners: Arc<Vec<Listener>>,
+    pub app: App,
+    pub spec: WorkerSpec,
+    pub board: &'static Scoreboard,
+    pub slot: usize,
+    /// Write end of the master's event pipe: `r` when accepting, `c` to ask for a
+    /// replacement.
+    pub events: OwnedFd,
 }
 
 /// Runs in the forked child; never returns.
-pub fn run(
-    listeners: Arc<Vec<Listener>>,
-    shared: Arc<Shared>,
-    spec: WorkerSpec,
-    ready: OwnedFd,
-) -> ! {
+pub fn run(ctx: WorkerCtx) -> ! {
+    let WorkerCtx {
+        listeners,
+        app,
+        spec,
+        board,
+        slot,
+        events,
+    } = ctx;
+    let me = board.worker(slot);
+    me.pid.store(std::process::id(), Ordering::Relaxed);
     let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP]);
     // The master blocks these signals (it reads them from a signalfd); a fork
     // inherits the mask, so open it again now that our handlers are installed.
@@ -51,6 +85,16 @@ pub fn run(
             exit(1);
         }
     };
+    let shared = match app {
+        App::Preloaded(shared) => shared,
+        App::Lazy(load) => match load() {
+            Ok(shared) => shared,
+            Err(code) => exit(code),
+        },
+    };
+    if spec.harakiri.is_some() {
+        crate::python::register_traceback_signal(libc::SIGUSR2);
+    }
     let (wake_r, wake_w) = match nix::unistd::pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -61,11 +105,14 @@ pub fn run(
     let wake_r = Arc::new(wake_r);
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let multithread = spec.threads > 1;
-    for i in 0..spec.threads.max(1) {
+    let thread_slots = board.threads(slot);
+    for (i, thread_slot) in thread_slots.iter().enumerate() {
         let listeners = listeners.clone();
         let shared = shared.clone();
         let wake = wake_r.clone();
         let done = done_tx.clone();
+        let meter = Meter::new(me, thread_slot, spec.limits, events.as_raw_fd());
+        let multiprocess = spec.multiprocess;
         let spawned = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
@@ -74,7 +121,8 @@ pub fn run(
                     &shared,
                     wake.as_fd(),
                     multithread,
-                    spec.multiprocess,
+                    multiprocess,
+                    meter,
                 );
                 let _ = done.send(());
             });
@@ -84,12 +132,25 @@ pub fn run(
         }
     }
     drop(done_tx);
-    let _ = nix::unistd::write(&ready, b"r");
-    drop(ready);
+    if let Some(limit) = spec.harakiri {
+        let id = spec.id;
+        let spawned = std::thread::Builder::new()
+            .name("harakiri".into())
+            .spawn(move || crate::harakiri::monitor(id, me, thread_slots, limit));
+        if let Err(e) = spawned {
+            tracing::error!("worker cannot start its harakiri monitor: {e}");
+            exit(1);
+        }
+    }
+    me.state
+        .store(WorkerState::Accepting as u32, Ordering::Release);
+    let _ = nix::unistd::write(&events, b"r");
 
     for sig in signals.forever() {
         match sig {
             SIGTERM | SIGHUP => {
+                me.state
+                    .store(WorkerState::Stopping as u32, Ordering::Relaxed);
                 shared.stopping.store(true, Ordering::SeqCst);
                 // Closing the write end makes the pipe readable for every thread.
                 let _ = nix::unistd::close(wake_w.as_raw_fd());
@@ -121,7 +182,7 @@ pub fn run(
 
 /// Leaves without running Python's finalisation or Rust destructors: other threads
 /// may be inside the interpreter, and the master owns the sockets.
-fn exit(code: i32) -> ! {
+pub fn exit(code: i32) -> ! {
     // SAFETY: _exit is always safe to call.
     unsafe { libc::_exit(code) }
 }
@@ -132,6 +193,7 @@ fn serve_thread(
     wake: BorrowedFd<'_>,
     multithread: bool,
     multiprocess: bool,
+    meter: Meter,
 ) {
     Python::attach(|py| {
         let env = match EnvironBuilder::new(py, multithread, multiprocess) {
@@ -145,6 +207,7 @@ fn serve_thread(
             env,
             vars: VarList::default(),
             buf: Vec::new(),
+            meter,
         };
         loop {
             let accepted = py.detach(|| accept(listeners, wake, shared));

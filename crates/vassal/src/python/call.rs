@@ -26,7 +26,8 @@ pub struct Request<'a> {
     pub resp: SharedResponse,
 }
 
-pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Request<'_>) {
+/// Calls the app and sends its response; returns true when the app raised.
+pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Request<'_>) -> bool {
     let label = || {
         let m = req.vars.get(b"REQUEST_METHOD").unwrap_or(b"?");
         let u = req
@@ -55,10 +56,12 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Reque
         Ok(r) => r,
         Err(e) => {
             app_failed(py, &req, e, &label());
-            return;
+            return true;
         }
     };
+    let mut raised = false;
     if let Err(e) = send_result(py, &req.resp, &result) {
+        raised = true;
         app_failed(py, &req, e, &label());
     }
     // PEP 3333: close() exactly once, whatever happened while iterating.
@@ -66,6 +69,7 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Reque
         match result.getattr_opt(pyo3::intern!(py, "close")) {
             Ok(Some(close)) => {
                 if let Err(e) = close.call0() {
+                    raised = true;
                     tracing::error!(request = %label(), "exception in the response's close()");
                     e.display(py);
                 }
@@ -90,6 +94,7 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Reque
             tracing::info!(request = %label(), "client went away: {e}");
         }
     }
+    raised
 }
 
 /// Logs the traceback; answers 500 if nothing was sent yet, else aborts the response

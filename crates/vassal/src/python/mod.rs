@@ -42,3 +42,30 @@ pub unsafe fn fork_with_python() -> nix::Result<nix::unistd::ForkResult> {
         }
     })
 }
+
+/// Makes signal `sig` dump every Python thread's traceback to stderr (faulthandler,
+/// which works from a signal handler without the GIL).
+pub fn register_traceback_signal(sig: i32) {
+    use pyo3::types::{PyAnyMethods, PyDict, PyDictMethods};
+    let r = Python::attach(|py| -> pyo3::PyResult<()> {
+        let kw = PyDict::new(py);
+        kw.set_item("all_threads", true)?;
+        py.import("faulthandler")?
+            .getattr("register")?
+            .call((sig,), Some(&kw))?;
+        Ok(())
+    });
+    if let Err(e) = r {
+        tracing::warn!("cannot register the traceback dump for harakiri: {e}");
+    }
+}
+
+/// How many Python threads are alive (1 = only the main thread).
+pub fn python_thread_count() -> usize {
+    use pyo3::types::PyAnyMethods;
+    Python::attach(|py| {
+        py.import("threading")
+            .and_then(|t| t.getattr("active_count")?.call0()?.extract::<usize>())
+            .unwrap_or(1)
+    })
+}

@@ -119,8 +119,11 @@ pub fn serve(py: Python<'_>, stream: Stream, peer: Peer, shared: &Shared, ts: &m
             head: head.method == "HEAD",
         };
         let body = Arc::new(Mutex::new(Some(body)));
-        let resp = Arc::new(Mutex::new(Response::new(stream.clone(), proto)));
-        match &shared.app {
+        let mut response = Response::new(stream.clone(), proto);
+        response.set_head_flag(ts.meter.head_flag());
+        let resp = Arc::new(Mutex::new(response));
+        ts.meter.begin(stream.raw_fd());
+        let raised = match &shared.app {
             Some(app) => python::call_app(
                 py,
                 app,
@@ -134,8 +137,10 @@ pub fn serve(py: Python<'_>, stream: Stream, peer: Peer, shared: &Shared, ts: &m
             ),
             None => {
                 py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
+                false
             }
-        }
+        };
+        ts.meter.end(raised);
         let (code, sent, mut again) = {
             let r = lock(&resp);
             (r.code(), r.sent, r.keep_alive())

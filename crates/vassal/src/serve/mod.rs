@@ -29,6 +29,8 @@ pub struct ThreadState {
     pub env: EnvironBuilder,
     pub vars: VarList,
     pub buf: Vec<u8>,
+    /// This thread's scoreboard slot.
+    pub meter: crate::meter::Meter,
 }
 
 /// One request log line, written with a single write(2) so lines from several

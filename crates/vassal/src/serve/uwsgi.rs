@@ -121,11 +121,11 @@ pub fn serve(py: Python<'_>, stream: Stream, shared: &Shared, ts: &mut ThreadSta
         .unwrap_or(0);
     let protocol = vars.get(b"SERVER_PROTOCOL").unwrap_or(b"HTTP/1.0").to_vec();
     let body = Arc::new(Mutex::new(Some(Body::with_length(reader, length))));
-    let resp = Arc::new(Mutex::new(Response::new(
-        stream.clone(),
-        Proto::Uwsgi { protocol },
-    )));
-    match &shared.app {
+    let mut response = Response::new(stream.clone(), Proto::Uwsgi { protocol });
+    response.set_head_flag(ts.meter.head_flag());
+    let resp = Arc::new(Mutex::new(response));
+    ts.meter.begin(stream.raw_fd());
+    let raised = match &shared.app {
         Some(app) => python::call_app(
             py,
             app,
@@ -139,8 +139,10 @@ pub fn serve(py: Python<'_>, stream: Stream, shared: &Shared, ts: &mut ThreadSta
         ),
         None => {
             py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
+            false
         }
-    }
+    };
+    ts.meter.end(raised);
     let (code, sent) = {
         let r = lock(&resp);
         (r.code(), r.sent)
