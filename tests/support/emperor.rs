@@ -680,14 +680,23 @@ impl Drop for Emperor {
     }
 }
 
-/// Waits until none of `pids` exists any more (a zombie still counts as existing).
-pub fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Result<(), BTreeSet<u32>> {
-    let alive = || -> BTreeSet<u32> {
-        pids.iter()
-            .copied()
-            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
-            .collect()
+/// Whether `pid` still runs: it exists and is not a zombie. A zombie has died and only
+/// waits to be reaped; when its parent died too it is reaped by whatever init the machine
+/// has, which can take a while in containers and VMs.
+pub fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
     };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("?");
+    !matches!(state, "Z" | "X" | "x")
+}
+
+/// Waits until none of `pids` runs any more (see [`is_running`]).
+pub fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Result<(), BTreeSet<u32>> {
+    let alive = || -> BTreeSet<u32> { pids.iter().copied().filter(|p| is_running(*p)).collect() };
     if wait::try_wait_until(timeout, || alive().is_empty()) {
         Ok(())
     } else {
