@@ -105,7 +105,10 @@ impl Daemon {
         std::fs::create_dir_all(&own_dir)
             .with_context(|| format!("creating {}", own_dir.display()))?;
         // Traversable by vassals running as app users (they reach notify.sock here).
-        std::fs::set_permissions(&own_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        std::fs::set_permissions(
+            &own_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         if let Some(parent) = s.control_socket.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -326,6 +329,11 @@ impl Daemon {
             if line == "READY=1" {
                 tracing::info!(app = %app, "generation {gen} is ready");
                 self.feed(Event::Ready {
+                    app: app.clone(),
+                    gen,
+                });
+            } else if line == "STOPPING=1" {
+                self.feed(Event::Stopping {
                     app: app.clone(),
                     gen,
                 });

@@ -23,6 +23,9 @@ impl Notifier {
                 SocketAddr::from_pathname(std::path::Path::new(&p)).ok()?
             };
             let sock = UnixDatagram::unbound().ok()?;
+            // Never block on a supervisor that stopped reading: a lost status line
+            // is better than a frozen emperor or vassal master.
+            sock.set_nonblocking(true).ok()?;
             Some((sock, addr))
         });
         Notifier { target }

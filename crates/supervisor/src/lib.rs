@@ -90,6 +90,11 @@ pub enum Event {
         gen: Gen,
         text: String,
     },
+    /// The generation sent STOPPING=1: it no longer accepts connections.
+    Stopping {
+        app: String,
+        gen: Gen,
+    },
     /// The generation's process is gone. `how` describes the exit (and, from the
     /// shell, the last lines it logged, e.g. an import error's traceback).
     Exited {

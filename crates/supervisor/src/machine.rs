@@ -18,6 +18,9 @@ struct Proc {
 enum WaitFor {
     /// The pending generation becomes ready (reload, start, restart).
     Ready,
+    /// A reload's new generation is ready; the old one `gen` must stop accepting
+    /// (STOPPING=1 or exit) before the reply, so the next request meets new code.
+    OldStopped(Gen),
     /// Every process of the app has exited (stop).
     Stopped,
 }
@@ -196,7 +199,11 @@ impl Supervisor {
                     }
                 }
             }
-            Event::Exited { app, gen, how } => self.exited(&app, gen, how, now, &mut out),
+            Event::Stopping { app, gen } => self.old_stopped(&app, gen, &mut out),
+            Event::Exited { app, gen, how } => {
+                self.old_stopped(&app, gen, &mut out);
+                self.exited(&app, gen, how, now, &mut out)
+            }
             Event::Timer { app, gen, kind } => self.timer(&app, gen, kind, now, &mut out),
             Event::Control { reply, cmd } => self.control(reply, cmd, now, &mut out),
             Event::Shutdown { force } => self.shutdown(force, now, &mut out),
@@ -480,19 +487,30 @@ impl Supervisor {
             }
             VassalState::Reloading { old, new } if new == gen => {
                 a.error = None;
+                for w in a.waiters.iter_mut().filter(|(_, k)| *k == WaitFor::Ready) {
+                    w.1 = WaitFor::OldStopped(old);
+                }
                 self.set_state(app, VassalState::Ready { gen });
                 self.stop_proc(app, old, Signal::Term, now, out);
-                self.resolve(
-                    app,
-                    WaitFor::Ready,
-                    Outcome::Done(format!(
-                        "generation {gen} serving; generation {old} draining"
-                    )),
-                    out,
-                );
             }
             _ => {}
         }
+    }
+
+    /// The old generation of a reload stopped accepting: the reload is complete.
+    fn old_stopped(&mut self, app: &str, gen: Gen, out: &mut Vec<Action>) {
+        let Some(a) = self.apps.get(app) else {
+            return;
+        };
+        let serving = a.state.serving().unwrap_or(gen);
+        self.resolve(
+            app,
+            WaitFor::OldStopped(gen),
+            Outcome::Done(format!(
+                "generation {serving} serving; generation {gen} stopped accepting"
+            )),
+            out,
+        );
     }
 
     fn exited(&mut self, app: &str, gen: Gen, how: String, now: Millis, out: &mut Vec<Action>) {
@@ -593,6 +611,7 @@ impl Supervisor {
             }
             TimerKind::KillDeadline => {
                 if a.procs.get(&gen).is_some_and(|p| p.stopping.is_some()) {
+                    self.old_stopped(app, gen, out);
                     out.push(Action::Signal {
                         app: app.to_owned(),
                         gen,

@@ -158,8 +158,15 @@ fn reload_is_blue_green() {
     let out = h.at(300).ready("a", 2);
     assert_eq!(out[0], sig("a", 1, Signal::Term));
     assert_eq!(out[1], timer("a", 1, TimerKind::KillDeadline, 5_300));
-    assert!(matches!(&replies(&out)[..], [(7, Outcome::Done(_))]));
+    // The reply waits until the old generation stops accepting, so the next request
+    // after `emperorctl reload` returns meets the new code.
+    assert!(replies(&out).is_empty());
     assert_eq!(h.state("a"), Some(VassalState::Ready { gen: 2 }));
+    let out = h.ev(Event::Stopping {
+        app: "a".into(),
+        gen: 1,
+    });
+    assert!(matches!(&replies(&out)[..], [(7, Outcome::Done(_))]));
     // The old generation's exit is expected and changes nothing.
     assert!(h.exited("a", 1, "exit 0").is_empty());
     assert_eq!(h.state("a"), Some(VassalState::Ready { gen: 2 }));
@@ -212,7 +219,9 @@ fn reload_during_reload_replaces_the_pending_generation() {
         Some(VassalState::Reloading { old: 1, new: 3 })
     );
     assert!(h.exited("a", 2, "terminated").is_empty());
-    let r = replies(&h.ready("a", 3));
+    assert!(replies(&h.ready("a", 3)).is_empty());
+    // The old generation exiting (without STOPPING=1) also completes the reload.
+    let r = replies(&h.exited("a", 1, "exit 0"));
     assert_eq!(r.len(), 2, "both waiters answered: {r:?}");
 }
 
@@ -403,7 +412,11 @@ fn reload_all_answers_once_when_every_app_is_done() {
     let out = h.ctl(42, Command::ReloadAll);
     assert!(replies(&out).is_empty());
     assert!(replies(&h.ready("a", 3)).is_empty());
-    let r = replies(&h.exited("b", 4, "exit 22: ImportError"));
+    assert!(replies(&h.exited("b", 4, "exit 22: ImportError")).is_empty());
+    let r = replies(&h.ev(Event::Stopping {
+        app: "a".into(),
+        gen: 1,
+    }));
     assert!(
         matches!(&r[..], [(42, Outcome::Failed(m))] if m.starts_with("b: ")),
         "{r:?}"
@@ -529,4 +542,14 @@ fn start_of_a_starting_app_answers_when_it_is_ready() {
     assert!(matches!(&r[..], [(1, Outcome::Done(_))]));
     let r = replies(&h.ctl(2, Command::Start("a".into())));
     assert!(matches!(&r[..], [(2, Outcome::Done(m))] if m == "already running"));
+}
+
+#[test]
+fn reload_reply_comes_at_the_kill_deadline_when_the_old_one_never_says_stopping() {
+    let mut h = H::running("a");
+    h.ctl(7, Command::Reload("a".into()));
+    h.ready("a", 2);
+    let out = h.at(5_000).timer("a", 1, TimerKind::KillDeadline);
+    assert!(out.contains(&sig("a", 1, Signal::Kill)));
+    assert!(matches!(&replies(&out)[..], [(7, Outcome::Done(_))]));
 }
