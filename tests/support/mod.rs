@@ -11,6 +11,7 @@
 
 pub mod emperor;
 pub mod http;
+pub mod load;
 pub mod nginx;
 pub mod notify;
 pub mod proc;

@@ -117,5 +117,8 @@ fn golden_fixtures_load_typed() {
         "typos.ini:11: warning: unknown option `w`; `-w` is the command-line shortcut of `module`, write `module` in ini files",
     ];
     assert_eq!(messages, want);
-    assert_eq!((typos.config.harakiri, typos.config.max_requests), (30, 5000));
+    assert_eq!(
+        (typos.config.harakiri, typos.config.max_requests),
+        (30, 5000)
+    );
 }

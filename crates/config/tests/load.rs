@@ -494,7 +494,12 @@ fn command_lines() {
         vec!["command line: warning: unknown option `procesess`; did you mean `processes`?"]
     );
     assert_eq!(problems(&["--cheaper", "2"]), vec!["command line: warning: `cheaper` is a uWSGI option vassal does not support yet; ignored"]);
-    assert_eq!(problems(&["--strict", "--cheaper", "2"]), vec!["command line: error: `cheaper` is a uWSGI option vassal does not support yet; ignored"]);
+    assert_eq!(
+        problems(&["--strict", "--cheaper", "2"]),
+        vec![
+            "command line: error: `cheaper` is a uWSGI option vassal does not support yet; ignored"
+        ]
+    );
     assert_eq!(problems(&["app.json"]), vec!["command line: error: cannot load configuration from `app.json`: only .ini files are supported"]);
     assert_eq!(
         problems(&["--", "--x.ini"]).len(),

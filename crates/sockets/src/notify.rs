@@ -7,6 +7,9 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// The socket is connected to the target: sends need no write permission on the
+    /// socket file any more (which a vassal loses when it drops root).
+    connected: bool,
 }
 
 impl Notifier {
@@ -28,7 +31,13 @@ impl Notifier {
             sock.set_nonblocking(true).ok()?;
             Some((sock, addr))
         });
-        Notifier { target }
+        // Connect now, while we may still be root: the permission to write to the
+        // socket file is checked here, once. Without a listener yet, fall back to
+        // addressing every datagram.
+        let connected = target
+            .as_ref()
+            .is_some_and(|(sock, addr)| sock.connect_addr(addr).is_ok());
+        Notifier { target, connected }
     }
 
     pub fn is_active(&self) -> bool {
@@ -37,7 +46,14 @@ impl Notifier {
 
     pub fn send(&self, msg: &str) {
         if let Some((sock, addr)) = &self.target {
-            if let Err(e) = sock.send_to_addr(msg.as_bytes(), addr) {
+            let sent = if self.connected {
+                // The receiver may have been re-created since: then address it anew.
+                sock.send(msg.as_bytes())
+                    .or_else(|_| sock.send_to_addr(msg.as_bytes(), addr))
+            } else {
+                sock.send_to_addr(msg.as_bytes(), addr)
+            };
+            if let Err(e) = sent {
                 tracing::warn!("sd_notify failed: {e}");
             }
         }
