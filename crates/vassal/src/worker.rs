@@ -5,7 +5,9 @@
 //! graceful stop the pipe's write end is closed, every thread wakes, finishes the
 //! request it has, and exits. Each thread stays attached to CPython for its whole
 //! life and detaches around socket I/O, so its thread state is made once, not per
-//! request.
+//! request. Each thread records its requests in the worker's scoreboard slot (see
+//! `meter.rs`); with `harakiri` a monitor thread watches those records. With
+//! lazy-apps the worker starts CPython and imports the app itself before serving.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -146,38 +148,36 @@ pub fn run(ctx: WorkerCtx) -> ! {
         .store(WorkerState::Accepting as u32, Ordering::Release);
     let _ = nix::unistd::write(&events, b"r");
 
-    for sig in signals.forever() {
-        match sig {
-            SIGTERM | SIGHUP => {
-                me.state
-                    .store(WorkerState::Stopping as u32, Ordering::Relaxed);
-                shared.stopping.store(true, Ordering::SeqCst);
-                // Closing the write end makes the pipe readable for every thread.
-                let _ = nix::unistd::close(wake_w.as_raw_fd());
-                std::mem::forget(wake_w);
-                let deadline = std::time::Instant::now() + spec.mercy;
-                let mut live = spec.threads.max(1);
-                while live > 0 {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    match done_rx.recv_timeout(left) {
-                        Ok(()) => live -= 1,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            tracing::warn!(
-                                "worker {}: {live} request(s) still running after the mercy period; exiting",
-                                std::process::id()
-                            );
-                            break;
-                        }
+    // The first signal decides; every branch ends the process.
+    match signals.forever().next() {
+        Some(SIGTERM | SIGHUP) => {
+            me.state
+                .store(WorkerState::Stopping as u32, Ordering::Relaxed);
+            shared.stopping.store(true, Ordering::SeqCst);
+            // Closing the write end makes the pipe readable for every thread.
+            let _ = nix::unistd::close(wake_w.as_raw_fd());
+            std::mem::forget(wake_w);
+            let deadline = std::time::Instant::now() + spec.mercy;
+            let mut live = spec.threads.max(1);
+            while live > 0 {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match done_rx.recv_timeout(left) {
+                    Ok(()) => live -= 1,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        tracing::warn!(
+                            "worker {}: {live} request(s) still running after the mercy period; exiting",
+                            std::process::id()
+                        );
+                        break;
                     }
                 }
-                exit(0);
             }
-            // INT/QUIT, or a second TERM: stop now.
-            _ => exit(0),
+            exit(0)
         }
+        // INT/QUIT: stop now.
+        _ => exit(0),
     }
-    exit(0)
 }
 
 /// Leaves without running Python's finalisation or Rust destructors: other threads
