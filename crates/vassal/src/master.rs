@@ -32,6 +32,8 @@ use crate::worker::{self, App, WorkerCtx, WorkerSpec};
 use sockets::notify::Notifier;
 use sockets::Listener;
 
+mod stats;
+
 pub struct MasterSpec {
     pub processes: u32,
     pub threads: u32,
@@ -691,73 +693,4 @@ impl Master<'_> {
         self.recycle = Some(Recycle { old, new });
         Ok(())
     }
-
-    /// Per-worker stats for the supervisor, at most once a second and only when they
-    /// changed: `STATUS=` for humans and `X_VASSAL_WORKERS=` (JSON) for the emperor.
-    fn send_stats(&mut self, now: Instant) {
-        if !self.notifier.is_active() || now < self.next_stats || !self.announced {
-            return;
-        }
-        self.next_stats = now + STATS_EVERY;
-        let (line, total) = self.stats_json();
-        if line == self.last_stats {
-            return;
-        }
-        let live = self.workers.values().filter(|w| w.cursed.is_none()).count();
-        self.notifier.send(&format!(
-            "STATUS=serving, {live} workers, {total} requests\nX_VASSAL_WORKERS={line}\n"
-        ));
-        self.last_stats = line;
-    }
-
-    fn stats_json(&self) -> (String, u64) {
-        use std::fmt::Write as _;
-        let mut list: Vec<(&Pid, &Worker)> = self.workers.iter().collect();
-        list.sort_by_key(|(pid, w)| (w.id, w.spawned, pid.as_raw()));
-        let now = now_ms();
-        let mut total = self.retired_requests;
-        let mut out = String::from("[");
-        for (i, (pid, w)) in list.iter().enumerate() {
-            let slot = self.board.worker(w.slot);
-            let requests = slot.requests.load(Ordering::Relaxed);
-            total += requests;
-            let oldest = self.board.oldest_request(w.slot);
-            let state = if w.cursed.is_some()
-                || slot.state.load(Ordering::Relaxed) == WorkerState::Stopping as u32
-            {
-                "stopping"
-            } else if !w.ready {
-                "starting"
-            } else if oldest.is_some() {
-                "busy"
-            } else {
-                "idle"
-            };
-            let busy_ms = match oldest {
-                Some(s) => (now + 1).saturating_sub(s).to_string(),
-                None => "null".into(),
-            };
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                r#"{{"id":{},"pid":{},"state":"{state}","requests":{requests},"exceptions":{},"rss_kb":{},"busy_ms":{busy_ms}}}"#,
-                w.id,
-                pid.as_raw(),
-                slot.exceptions.load(Ordering::Relaxed),
-                rss_kb(**pid),
-            );
-        }
-        out.push(']');
-        (out, total)
-    }
-}
-
-/// Resident memory of a worker, rounded to MiB so stats do not change every second.
-fn rss_kb(pid: Pid) -> u64 {
-    let kb = std::fs::read(format!("/proc/{}/statm", pid.as_raw()))
-        .map(|t| crate::meter::rss_kb_from_statm(&t))
-        .unwrap_or(0);
-    kb / 1024 * 1024
 }
