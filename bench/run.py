@@ -263,6 +263,45 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 5.0) -> tup
         conn.close()
 
 
+def keepalive_fairness(host: str, port: int, others: int = 7, busy_s: float = 1.0) -> int:
+    """How many of `others` idle keep-alive connections, each with one request sent, get
+    their answer within `busy_s` while one more connection sends request after request.
+
+    wrk's latency only counts answered requests: a server that serves one keep-alive
+    connection at a time shows a tiny p50 while the other connections starve. This says so.
+    """
+    req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    busy = socket.create_connection((host, port), timeout=busy_s)
+    idle = [socket.create_connection((host, port), timeout=busy_s) for _ in range(others)]
+    try:
+        busy.sendall(req)
+        busy.recv(65536)  # the busy connection is being served before the others ask
+        for c in idle:
+            c.sendall(req)
+            c.setblocking(False)
+        answered: set[int] = set()
+        deadline = time.monotonic() + busy_s
+        while time.monotonic() < deadline and len(answered) < others:
+            try:
+                busy.sendall(req)
+                busy.recv(65536)
+            except OSError:
+                time.sleep(0.01)
+            for i, c in enumerate(idle):
+                if i not in answered:
+                    try:
+                        if c.recv(65536):
+                            answered.add(i)
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        pass  # reset or closed: not answered
+        return len(answered)
+    finally:
+        for c in [busy] + idle:
+            c.close()
+
+
 def wait_http_ok(host: str, port: int, procs: list[Proc], timeout: float = READY_TIMEOUT) -> None:
     """Waits until GET / answers 200 (the readiness signal is a real answer)."""
     deadline, last = time.monotonic() + timeout, ""
@@ -454,9 +493,11 @@ def nginx_servers(workers: int, with_ceiling: bool) -> dict[str, Callable]:
     }}"""
         return behind_nginx(ctx, "nginx ceiling", lambda d, s: start_nginx(d / "back", "nginx-back", block.replace("{sock}", s), workers), "http")
 
-    out = {"vassal": vassal, "uWSGI": uwsgi, "gunicorn": gunicorn, "granian": granian}
-    if with_ceiling:  # case 1: also gunicorn behind proxy_pass, and the ceiling
+    out = {"vassal": vassal, "uWSGI": uwsgi, "gunicorn": gunicorn}
+    if with_ceiling:  # case 1 only: also gunicorn behind proxy_pass
         out["gunicorn (http)"] = gunicorn_http
+    out["granian"] = granian
+    if with_ceiling:
         out["nginx ceiling"] = ceiling
     return out
 
@@ -552,6 +593,10 @@ class Sample:
     wrk: WrkResult
     cpu_us_per_req: float
     peak_rss_kib: int = 0
+    fairness: Optional[int] = None  # case 2: idle keep-alive conns answered (of FAIRNESS_OTHERS)
+
+
+FAIRNESS_OTHERS = 7
 
 
 @dataclass
@@ -563,7 +608,8 @@ class Row:
 
 
 def measure(ctx: Ctx, factory: Callable, app: App, connections: int,
-            script: Optional[Path] = None, sample_rss: bool = False) -> Sample:
+            script: Optional[Path] = None, sample_rss: bool = False,
+            upload_mib: float = 0, probe_fairness: bool = False) -> Sample:
     """One run: start, wait for a 200, warm up, measure, stop by PID."""
     srv = factory(ctx, app)
     try:
@@ -584,20 +630,30 @@ def measure(ctx: Ctx, factory: Callable, app: App, connections: int,
         if not srv.server.alive():
             raise RuntimeError(f"{srv.name} died during the run\n{srv.server.log_tail()}")
         per_req = (cpu1 - cpu0) / w.requests * 1e6 if w.requests else float("nan")
-        return Sample(w, per_req, peak)
+        if upload_mib:  # wrk's Transfer/sec counts what it read; an upload's MiB/s is sent
+            w.transfer_mib_s = w.rps * upload_mib
+        fair = None
+        if probe_fairness:
+            try:
+                fair = keepalive_fairness("127.0.0.1", port, FAIRNESS_OTHERS)
+            except OSError as e:
+                log(f"  keep-alive fairness probe failed: {e}")
+        return Sample(w, per_req, peak, fair)
     finally:
         srv.stop()
 
 
 def run_interleaved(ctx: Ctx, group: str, servers: dict[str, Callable], app: App,
                     connections: int, script: Optional[Path] = None,
-                    sample_rss: bool = False) -> list[Row]:
+                    sample_rss: bool = False, upload_mib: float = 0,
+                    probe_fairness: bool = False) -> list[Row]:
     rows = {name: Row(group, name) for name in servers}
     for rnd in range(ctx.args.rounds):
         for name, factory in servers.items():
             log(f"{group}: round {rnd + 1}/{ctx.args.rounds}: {name}")
             try:
-                s = measure(ctx, factory, app, connections, script, sample_rss)
+                s = measure(ctx, factory, app, connections, script, sample_rss, upload_mib,
+                            probe_fairness)
                 rows[name].samples.append(s)
                 log(f"  {s.wrk.rps:.0f} req/s, p99 {s.wrk.p99_ms:.2f} ms, "
                     f"{s.cpu_us_per_req:.1f} us CPU/req, errors {s.wrk.errors}")
@@ -956,11 +1012,13 @@ def row_stats(r: Row) -> dict:
     }
 
 
-def table(rows: list[Row], bodies: bool = False) -> str:
+def table(rows: list[Row], bodies: bool = False, fairness: bool = False) -> str:
     head = ["case", "server", "req/s median [min–max]", "p50 ms", "p99 ms", "errors",
             "server CPU µs/req", "req/s ÷ vassal", "CPU ÷ vassal"]
     if bodies:
         head += ["MiB/s", "peak RSS MiB"]
+    if fairness:
+        head += [f"keep-alive fairness (of {FAIRNESS_OTHERS})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups: dict[str, list[Row]] = {}
     for r in rows:
@@ -982,6 +1040,9 @@ def table(rows: list[Row], bodies: bool = False) -> str:
                      fmt(ratio(s["cpu"], ours and ours["cpu"]), ".2f")]
             if bodies:
                 cells += [fmt(s["mib_s"], ".0f"), fmt(s["rss"] / 1024 if s["rss"] else None, ".1f")]
+            if fairness:
+                fair = [x.fairness for x in r.samples if x.fairness is not None]
+                cells.append(str(min(fair)) if fair else "–")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -1226,9 +1287,16 @@ def main() -> int:
             rows += rows1
             sections.append(f"### Case 1: {CASE_TITLES[1]}\n\n{table(rows1)}")
         if 2 in cases:
-            rows2 = run_interleaved(ctx, "2. hello, direct HTTP", direct_servers(), HELLO, args.connections)
+            rows2 = run_interleaved(ctx, "2. hello, direct HTTP", direct_servers(), HELLO,
+                                    args.connections, probe_fairness=True)
             rows += rows2
-            sections.append(f"### Case 2: {CASE_TITLES[2]}\n\n{table(rows2)}")
+            sections.append(
+                f"### Case 2: {CASE_TITLES[2]}\n\n{table(rows2, fairness=True)}\n\n"
+                f"- keep-alive fairness: after the run, {FAIRNESS_OTHERS} idle keep-alive connections "
+                "each send one request while one more connection sends request after request for 1 s; "
+                "the column counts the idle ones answered (worst round). A server that serves one "
+                "connection at a time per worker thread answers few: wrk's latency then covers only "
+                "the connections being served and req/s is that of about one connection.")
         if 3 in cases:
             rows3 = []
             for app in (FLASK, DJANGO):
@@ -1240,7 +1308,8 @@ def main() -> int:
             rows4 = run_interleaved(ctx, "4. 1 MiB response", nginx_servers(1, with_ceiling=False),
                                     DOWNLOAD, 4, sample_rss=True)
             rows4 += run_interleaved(ctx, "4. 10 MiB upload", nginx_servers(1, with_ceiling=False),
-                                     UPLOAD, 4, script=BENCH / "upload.lua", sample_rss=True)
+                                     UPLOAD, 4, script=BENCH / "upload.lua", sample_rss=True,
+                                     upload_mib=10)
             rows += rows4
             sections.append(f"### Case 4: {CASE_TITLES[4]}\n\n{table(rows4, bodies=True)}")
         if 5 in cases:
@@ -1293,7 +1362,21 @@ def main() -> int:
     out = Path(args.out) if args.out else BENCH / "results" / f"{started:%Y-%m-%d}{'-quick' if q else ''}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
-    log(f"wrote {out}")
+    raw = {
+        "started": started.isoformat(), "command": command, "machine": mach,
+        "load_before": load_before, "load_after": load_after, "args": vars(args),
+        "rows": [{"group": r.group, "server": r.server, "failures": r.failures,
+                  "samples": [{"requests": s.wrk.requests, "rps": s.wrk.rps, "p50_ms": s.wrk.p50_ms,
+                               "p99_ms": s.wrk.p99_ms, "errors": s.wrk.errors,
+                               "mib_s": s.wrk.transfer_mib_s, "cpu_us_per_req": s.cpu_us_per_req,
+                               "peak_rss_kib": s.peak_rss_kib, "fairness": s.fairness}
+                              for s in r.samples]}
+                 for r in rows],
+        "emperor_runs": [vars(r) for r in runs],
+        "hello_import_ms": hello_import,
+    }
+    out.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
+    log(f"wrote {out} and {out.with_suffix('.json').name} (every sample)")
     return 0
 
 
