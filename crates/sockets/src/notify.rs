@@ -5,6 +5,9 @@
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
+/// The longest one notification may wait for room in the supervisor's queue.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
     /// The socket is connected to the target: sends need no write permission on the
@@ -26,9 +29,11 @@ impl Notifier {
                 SocketAddr::from_pathname(std::path::Path::new(&p)).ok()?
             };
             let sock = UnixDatagram::unbound().ok()?;
-            // Never block on a supervisor that stopped reading: a lost status line
-            // is better than a frozen emperor or vassal master.
-            sock.set_nonblocking(true).ok()?;
+            // A datagram socket's queue holds only net.unix.max_dgram_qlen (10)
+            // messages: when many vassals announce at once a non-blocking send would
+            // drop READY=1. Block, but never for long on a supervisor that stopped
+            // reading: then a lost status line beats a frozen emperor or master.
+            sock.set_write_timeout(Some(SEND_TIMEOUT)).ok()?;
             Some((sock, addr))
         });
         // Connect now, while we may still be root: the permission to write to the

@@ -189,6 +189,7 @@ fn shared(cfg: &VassalConfig, app: Option<python::Py<python::PyAny>>) -> Arc<ser
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into()),
         stopping: AtomicBool::new(false),
+        in_accept: std::sync::atomic::AtomicUsize::new(0),
     })
 }
 

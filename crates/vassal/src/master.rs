@@ -117,6 +117,8 @@ struct Master<'a> {
     recycle_paused_until: Option<Instant>,
     early_deaths: u32,
     announced: bool,
+    /// STOPPING=1 was sent.
+    stop_announced: bool,
     /// Requests served by workers that are gone (for the STATUS total).
     retired_requests: u64,
     next_stats: Instant,
@@ -166,6 +168,7 @@ pub fn run(
         recycle_paused_until: None,
         early_deaths: 0,
         announced: false,
+        stop_announced: false,
         retired_requests: 0,
         next_stats: Instant::now(),
         last_stats: String::new(),
@@ -194,7 +197,10 @@ impl Master<'_> {
         loop {
             if self.workers.is_empty() {
                 match self.phase {
-                    Phase::Stopping { code, .. } => return Ok(Outcome::Exit(code)),
+                    Phase::Stopping { code, .. } => {
+                        self.announce_stopping();
+                        return Ok(Outcome::Exit(code));
+                    }
                     Phase::Reloading { .. } => return Ok(Outcome::Reexec),
                     Phase::Running => {}
                 }
@@ -237,6 +243,7 @@ impl Master<'_> {
                 }
             }
             self.reap()?;
+            self.announce_drained();
             self.mark_ready();
             let now = Instant::now();
             self.enforce_deadlines(now);
@@ -280,21 +287,20 @@ impl Master<'_> {
         match (sig, self.phase) {
             (Signal::SIGCHLD, _) => {}
             (Signal::SIGTERM, Phase::Running) => {
+                // STOPPING=1 follows once every worker stopped accepting
+                // (announce_drained), so a supervisor waiting for it knows no new
+                // connection reaches this generation.
                 tracing::info!("SIGTERM: graceful stop (in-flight requests finish)");
-                self.notifier.send("STOPPING=1\n");
                 self.stop(self.spec.mercy, Signal::SIGTERM, 0);
             }
             (Signal::SIGTERM, Phase::Reloading { deadline }) => {
                 // The workers already got SIGTERM; just do not come back.
                 tracing::info!("SIGTERM during a reload: stopping instead");
-                self.notifier.send("STOPPING=1\n");
                 self.phase = Phase::Stopping { deadline, code: 0 };
             }
             (Signal::SIGINT | Signal::SIGQUIT | Signal::SIGTERM, _) => {
                 tracing::info!("{}: immediate stop", sig.as_str());
-                if self.phase == Phase::Running {
-                    self.notifier.send("STOPPING=1\n");
-                }
+                self.announce_stopping();
                 let code = match self.phase {
                     Phase::Stopping { code, .. } => code,
                     _ => 0,
@@ -332,6 +338,29 @@ impl Master<'_> {
                 self.signal_all(Signal::SIGTERM, Some(now));
             }
             _ => {}
+        }
+    }
+
+    /// STOPPING=1, once.
+    fn announce_stopping(&mut self) {
+        if !self.stop_announced {
+            self.stop_announced = true;
+            self.notifier.send("STOPPING=1\n");
+        }
+    }
+
+    /// While stopping: STOPPING=1 as soon as no live worker accepts any more.
+    fn announce_drained(&mut self) {
+        if self.stop_announced || !matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        let drained = self.workers.values().all(|w| {
+            w.killed
+                || self.board.worker(w.slot).state.load(Ordering::Acquire)
+                    == WorkerState::Draining as u32
+        });
+        if drained {
+            self.announce_stopping();
         }
     }
 

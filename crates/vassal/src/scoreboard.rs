@@ -21,8 +21,10 @@ pub enum WorkerState {
     Starting = 1,
     /// Its serving threads accept connections.
     Accepting = 2,
-    /// Stopping gracefully: finishing in-flight requests, accepting no more.
+    /// Told to stop gracefully; its threads are leaving accept.
     Stopping = 3,
+    /// No thread accepts any more; finishing in-flight requests.
+    Draining = 4,
 }
 
 /// Why a worker asked to be (or was) replaced, as written in [`WorkerSlot::recycle`].

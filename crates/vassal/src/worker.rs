@@ -157,6 +157,16 @@ pub fn run(ctx: WorkerCtx) -> ! {
             // Closing the write end makes the pipe readable for every thread.
             let _ = nix::unistd::close(wake_w.as_raw_fd());
             std::mem::forget(wake_w);
+            // Tell the master once no thread can accept any more: it announces
+            // STOPPING=1 only then, so a supervisor that waits for it (the emperor
+            // before answering `reload`) knows new connections reach the new code.
+            let until = std::time::Instant::now() + Duration::from_millis(500);
+            while shared.in_accept.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            me.state
+                .store(WorkerState::Draining as u32, Ordering::Release);
+            let _ = nix::unistd::write(&events, b"d");
             let deadline = std::time::Instant::now() + spec.mercy;
             let mut live = spec.threads.max(1);
             while live > 0 {
@@ -240,14 +250,33 @@ fn serve_thread(
     });
 }
 
+/// Counts a thread in `accept` for as long as it is there.
+struct InAccept<'a>(&'a Shared);
+
+impl<'a> InAccept<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.in_accept.fetch_add(1, Ordering::SeqCst);
+        InAccept(shared)
+    }
+}
+
+impl Drop for InAccept<'_> {
+    fn drop(&mut self) {
+        self.0.in_accept.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Waits for a connection on any listener; None once the worker is stopping.
 fn accept(
     listeners: &[Listener],
     wake: BorrowedFd<'_>,
     shared: &Shared,
 ) -> Option<(Stream, usize)> {
+    // Registered before `stopping` is read (both SeqCst): the stopping thread either
+    // sees us here or we see `stopping` and leave without accepting.
+    let _counted = InAccept::enter(shared);
     loop {
-        if shared.stopping.load(Ordering::Relaxed) {
+        if shared.stopping.load(Ordering::SeqCst) {
             return None;
         }
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(listeners.len() + 1);

@@ -43,8 +43,10 @@ impl Master<'_> {
             let requests = slot.requests.load(Ordering::Relaxed);
             total += requests;
             let oldest = self.board.oldest_request(w.slot);
+            let st = slot.state.load(Ordering::Relaxed);
             let state = if w.cursed.is_some()
-                || slot.state.load(Ordering::Relaxed) == WorkerState::Stopping as u32
+                || st == WorkerState::Stopping as u32
+                || st == WorkerState::Draining as u32
             {
                 "stopping"
             } else if !w.ready {

@@ -22,6 +22,9 @@ pub struct Shared {
     pub server_name: String,
     /// Set when the worker is stopping: finish the current request, take no more.
     pub stopping: AtomicBool,
+    /// Serving threads inside `accept` right now. After `stopping` is set, once this
+    /// reaches 0 no connection can be accepted any more (see worker::accept).
+    pub in_accept: std::sync::atomic::AtomicUsize,
 }
 
 /// Per-thread state reused from request to request.
