@@ -1515,3 +1515,43 @@ fn invalid_ini_is_reported_not_spawned_and_a_running_app_keeps_serving() {
     e.wait_app("bad");
     assert_eq!(probe_direct(&e, &tree.app_socket("bad"))["version"], "v1");
 }
+
+#[test]
+fn a_hung_vassal_master_misses_heartbeats_and_is_replaced() {
+    let tree = EmperorTree::new("watchdog");
+    add_probe(&tree, "app", "v1", 1);
+    let e = EmperorBuilder::new()
+        .option("vassal-watchdog", "2")
+        .start(&tree);
+    e.wait_app("app");
+    let master = e.app_pid("app");
+    // A master that stops (here: SIGSTOP) sends no more WATCHDOG=1.
+    assert!(proc::signal(master, libc::SIGSTOP), "kill -STOP {master}");
+    let stopped_at = Instant::now();
+    let mut replaced = None;
+    let back = wait::try_wait_until(Duration::from_secs(20), || {
+        let st = e.status("app");
+        if st["state"] == "ready" && st["pid"].as_u64().is_some_and(|p| p != master as u64) {
+            replaced = Some(st.clone());
+        }
+        replaced.is_some()
+    });
+    if !back {
+        e.fail("a master silent past vassal-watchdog was not replaced");
+    }
+    println!(
+        "watchdog: hung master replaced after {:?}",
+        stopped_at.elapsed()
+    );
+    let st = replaced.expect("set above");
+    let why = format!("{} {}", st["error"], st["last_exit"]);
+    if !why.contains("WATCHDOG") && !why.contains("SIGKILL") {
+        e.fail(&format!("status should say why it was replaced: {st}"));
+    }
+    if let Err(alive) = wait_gone(&[master].into_iter().collect(), GONE_TIMEOUT) {
+        e.fail(&format!(
+            "the hung master survived:\n{}",
+            describe_pids(&alive)
+        ));
+    }
+}

@@ -779,3 +779,62 @@ fn pidfile_logto_pythonpath_and_bare_chmod_socket() {
     let st = v.terminate();
     assert!(st.success(), "{}", show_status(st));
 }
+
+#[test]
+fn venv_made_by_another_python_is_refused_naming_both_versions() {
+    // A venv as another interpreter would leave it: its pyvenv.cfg names a different
+    // base install and version. Running the app on it would mix two stdlibs.
+    let tmp = TempDir::new("venvmix");
+    let venv = tmp.join("venv312");
+    std::fs::create_dir_all(venv.join("bin")).unwrap();
+    std::fs::write(
+        venv.join("pyvenv.cfg"),
+        "home = /opt/python3.12/bin\ninclude-system-site-packages = false\nversion = 3.12.1\n",
+    )
+    .unwrap();
+    let mut v = VassalBuilder::new()
+        .arg("--http-socket")
+        .arg(tmp.join("s.sock"))
+        .arg("--home")
+        .arg(&venv)
+        .arg("--wsgi-file")
+        .arg(apps_dir().join("echo.py"))
+        .cwd(tmp.path())
+        .spawn();
+    let st = v.wait_exit(EXIT_TIMEOUT);
+    let log = v.log();
+    assert!(!st.success(), "a foreign venv must be refused\n{log}");
+    assert!(
+        log.contains("3.12.1") && log.contains("3.11"),
+        "the refusal must name both Python versions:\n{log}"
+    );
+}
+
+#[test]
+fn serves_uwsgi_and_http_on_several_sockets_at_once() {
+    let tmp = TempDir::new("multi");
+    let uwsgi_sock = tmp.join("app.sock");
+    let http_sock = tmp.join("http.sock");
+    let mut v = VassalBuilder::new()
+        .arg("--socket")
+        .arg(format!("unix:{}", uwsgi_sock.display()))
+        .arg("--http-socket")
+        .arg(&http_sock)
+        .arg("--wsgi-file")
+        .arg(apps_dir().join("echo.py"))
+        .cwd(tmp.path())
+        .spawn_ready();
+    let r = http::get(&Addr::Unix(http_sock.clone()), "/over-http");
+    if r.status != 200 || !r.text().contains("/over-http") {
+        v.fail(&format!("http socket: {}", r.summary()));
+    }
+    let r = emperor_e2e::uwsgi::get(&uwsgi_sock, "/over-uwsgi");
+    if r.status != 200 || !r.text().contains("/over-uwsgi") {
+        v.fail(&format!(
+            "uwsgi socket (nginx-style unix: name): {}",
+            r.summary()
+        ));
+    }
+    let st = v.terminate();
+    assert!(st.success(), "{}", show_status(st));
+}

@@ -20,6 +20,7 @@ pub const EMPEROR_KEYS: &[&str] = &[
     "reload-mercy",
     "start-timeout",
     "vassals-include",
+    "vassal-watchdog",
 ];
 
 /// Values are `None` when the file does not set them (the emperor's defaults apply).
@@ -34,6 +35,8 @@ pub struct EmperorConfig {
     pub backoff_max_ms: Option<u64>,
     pub reload_mercy_ms: Option<u64>,
     pub start_timeout_ms: Option<u64>,
+    /// A ready vassal silent (no WATCHDOG=1) this long is killed; 0 disables.
+    pub vassal_watchdog_ms: Option<u64>,
     pub vassals_include: Vec<PathBuf>,
 }
 
@@ -79,6 +82,9 @@ pub fn load_emperor_with(
             "backoff-max" => cfg.backoff_max_ms = seconds(&value).or(cfg.backoff_max_ms),
             "reload-mercy" => cfg.reload_mercy_ms = seconds(&value).or(cfg.reload_mercy_ms),
             "start-timeout" => cfg.start_timeout_ms = seconds(&value).or(cfg.start_timeout_ms),
+            "vassal-watchdog" => {
+                cfg.vassal_watchdog_ms = seconds(&value).or(cfg.vassal_watchdog_ms)
+            }
             "vassals-include" => cfg.vassals_include.push(PathBuf::from(value.trim())),
             // Directives the reader already applied.
             "ini" | "include" | "set" | "strict" => {}

@@ -332,6 +332,11 @@ impl Daemon {
                     app: app.clone(),
                     gen,
                 });
+            } else if line == "WATCHDOG=1" {
+                self.feed(Event::Heartbeat {
+                    app: app.clone(),
+                    gen,
+                });
             } else if line == "STOPPING=1" {
                 self.feed(Event::Stopping {
                     app: app.clone(),
@@ -623,6 +628,9 @@ impl Daemon {
                 cwd: &self.s.apps_enabled,
                 fds,
                 notify_socket: &self.notify_path,
+                // Beats every third of the timeout: two lost beats are tolerated.
+                watchdog_usec: (self.s.policy.watchdog > 0)
+                    .then(|| self.s.policy.watchdog * 1000 / 3),
             },
             app,
             gen,

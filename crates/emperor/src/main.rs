@@ -98,6 +98,7 @@ fn settings(args: Args) -> anyhow::Result<emperor::Settings> {
             start_timeout: file.start_timeout_ms.unwrap_or(defaults.start_timeout),
             reload_mercy: file.reload_mercy_ms.unwrap_or(defaults.reload_mercy),
             stable_after: defaults.stable_after,
+            watchdog: file.vassal_watchdog_ms.unwrap_or(defaults.watchdog),
         },
         rescan_every: Duration::from_secs(10),
         debounce: Duration::from_millis(50),

@@ -31,6 +31,8 @@ pub struct SpawnSpec<'a> {
     pub cwd: &'a Path,
     pub fds: Vec<RawFd>,
     pub notify_socket: &'a Path,
+    /// WATCHDOG_USEC for the vassal: it sends WATCHDOG=1 every half of it.
+    pub watchdog_usec: Option<u64>,
 }
 
 pub fn spawn(
@@ -58,6 +60,9 @@ pub fn spawn(
 
     let fds = spec.fds;
     let nfds = CString::new(fds.len().to_string()).expect("digits have no NUL");
+    let watchdog = spec
+        .watchdog_usec
+        .map(|us| CString::new(us.to_string()).expect("digits have no NUL"));
     let notify = CString::new(spec.notify_socket.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::other("notify socket path has a NUL byte"))?;
     // SAFETY: only async-signal-safe calls (prctl, fcntl, dup2, getpid) plus setenv,
@@ -88,6 +93,9 @@ pub fn spawn(
             libc::setenv(c"LISTEN_PID".as_ptr(), pid.cast(), 1);
             libc::setenv(c"LISTEN_FDS".as_ptr(), nfds.as_ptr(), 1);
             libc::setenv(c"NOTIFY_SOCKET".as_ptr(), notify.as_ptr(), 1);
+            if let Some(w) = &watchdog {
+                libc::setenv(c"WATCHDOG_USEC".as_ptr(), w.as_ptr(), 1);
+            }
             // The emperor timestamps every line it logs for the vassal.
             libc::setenv(c"VASSAL_LOG_TIMESTAMPS".as_ptr(), c"0".as_ptr(), 0);
             Ok(())

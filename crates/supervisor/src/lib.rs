@@ -59,6 +59,8 @@ pub enum TimerKind {
     KillDeadline,
     /// Backoff is over: spawn again. `gen` carries the backoff round.
     BackoffOver,
+    /// Check that a ready generation still sends WATCHDOG=1.
+    Watchdog,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,11 @@ pub enum Event {
     },
     /// The generation sent STOPPING=1: it no longer accepts connections.
     Stopping {
+        app: String,
+        gen: Gen,
+    },
+    /// The generation sent WATCHDOG=1.
+    Heartbeat {
         app: String,
         gen: Gen,
     },
@@ -171,6 +178,9 @@ pub struct Policy {
     pub reload_mercy: u64,
     /// Ready this long, a crash no longer counts towards the backoff.
     pub stable_after: u64,
+    /// A ready generation silent (no WATCHDOG=1) this long is hung: killed and
+    /// restarted. 0 disables the check.
+    pub watchdog: u64,
 }
 
 impl Default for Policy {
@@ -180,6 +190,7 @@ impl Default for Policy {
             start_timeout: 60_000,
             reload_mercy: 30_000,
             stable_after: 10_000,
+            watchdog: 30_000,
         }
     }
 }

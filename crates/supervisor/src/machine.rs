@@ -9,6 +9,8 @@ use crate::{Action, Command, Event, Gen, Millis, Outcome, Policy, ReplyId, Signa
 #[derive(Debug, Clone)]
 struct Proc {
     pid: Option<u32>,
+    /// The last WATCHDOG=1 (or READY=1).
+    last_beat: Millis,
     ready_at: Option<Millis>,
     /// Told to stop (drain) at this time.
     stopping: Option<Millis>,
@@ -200,6 +202,11 @@ impl Supervisor {
                 }
             }
             Event::Stopping { app, gen } => self.old_stopped(&app, gen, &mut out),
+            Event::Heartbeat { app, gen } => {
+                if let Some(p) = self.apps.get_mut(&app).and_then(|a| a.procs.get_mut(&gen)) {
+                    p.last_beat = now;
+                }
+            }
             Event::Exited { app, gen, how } => {
                 self.old_stopped(&app, gen, &mut out);
                 self.exited(&app, gen, how, now, &mut out)
@@ -230,6 +237,7 @@ impl Supervisor {
                 gen,
                 Proc {
                     pid: None,
+                    last_beat: now,
                     ready_at: None,
                     stopping: None,
                 },
@@ -474,6 +482,15 @@ impl Supervisor {
             return;
         }
         p.ready_at = Some(now);
+        p.last_beat = now;
+        if self.policy.watchdog > 0 {
+            out.push(Action::Timer {
+                app: app.to_owned(),
+                gen,
+                kind: TimerKind::Watchdog,
+                at: now.plus(self.policy.watchdog),
+            });
+        }
         match a.state.clone() {
             VassalState::Starting { gen: g } if g == gen => {
                 a.error = None;
@@ -608,6 +625,34 @@ impl Supervisor {
                     let g = self.spawn(app, now, out);
                     self.set_state(app, VassalState::Starting { gen: g });
                 }
+            }
+            TimerKind::Watchdog => {
+                let Some(p) = a.procs.get(&gen).filter(|p| p.stopping.is_none()) else {
+                    return;
+                };
+                let silent = now.since(p.last_beat);
+                if silent < self.policy.watchdog {
+                    out.push(Action::Timer {
+                        app: app.to_owned(),
+                        gen,
+                        kind: TimerKind::Watchdog,
+                        at: p.last_beat.plus(self.policy.watchdog),
+                    });
+                    return;
+                }
+                // Hung: no heartbeat. Killing it makes its exit a crash like any other
+                // (respawn with backoff), and the reason is kept for `status`.
+                let why = format!(
+                    "generation {gen} sent no WATCHDOG=1 for {} s: killed",
+                    silent / 1000
+                );
+                let a = self.apps.get_mut(app).expect("app present: checked above");
+                a.error = Some(why);
+                out.push(Action::Signal {
+                    app: app.to_owned(),
+                    gen,
+                    signal: Signal::Kill,
+                });
             }
             TimerKind::KillDeadline => {
                 if a.procs.get(&gen).is_some_and(|p| p.stopping.is_some()) {

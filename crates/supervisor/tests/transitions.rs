@@ -15,6 +15,8 @@ fn policy() -> Policy {
         start_timeout: 10_000,
         reload_mercy: 5_000,
         stable_after: 10_000,
+        // Off here; `hung_generation_without_heartbeats_is_killed_and_restarted` turns it on.
+        watchdog: 0,
     }
 }
 
@@ -552,4 +554,38 @@ fn reload_reply_comes_at_the_kill_deadline_when_the_old_one_never_says_stopping(
     let out = h.at(5_000).timer("a", 1, TimerKind::KillDeadline);
     assert!(out.contains(&sig("a", 1, Signal::Kill)));
     assert!(matches!(&replies(&out)[..], [(7, Outcome::Done(_))]));
+}
+
+#[test]
+fn hung_generation_without_heartbeats_is_killed_and_restarted() {
+    let mut h = H {
+        s: Supervisor::new(
+            Policy {
+                watchdog: 30_000,
+                ..policy()
+            },
+            1,
+        ),
+        now: 0,
+    };
+    h.changed("a");
+    let out = h.at(100).ready("a", 1);
+    assert_eq!(out, [timer("a", 1, TimerKind::Watchdog, 30_100)]);
+    // Heartbeats keep it alive: the check re-arms from the last beat.
+    h.at(20_000).ev(Event::Heartbeat {
+        app: "a".into(),
+        gen: 1,
+    });
+    let out = h.at(30_100).timer("a", 1, TimerKind::Watchdog);
+    assert_eq!(out, [timer("a", 1, TimerKind::Watchdog, 50_000)]);
+    // Silence: killed, and its exit is a crash like any other.
+    let out = h.at(50_000).timer("a", 1, TimerKind::Watchdog);
+    assert_eq!(out, [sig("a", 1, Signal::Kill)]);
+    assert!(h.s.status(Millis(50_000))[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("WATCHDOG"));
+    let out = h.exited("a", 1, "killed by signal SIGKILL");
+    assert_eq!(out[0], spawn("a", 2));
 }
