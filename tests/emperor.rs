@@ -1555,3 +1555,47 @@ fn a_hung_vassal_master_misses_heartbeats_and_is_replaced() {
         ));
     }
 }
+
+#[test]
+fn status_of_one_app_shows_a_row_per_worker() {
+    let tree = EmperorTree::new("workers");
+    add_probe(&tree, "app", "v1", 2);
+    let e = EmperorBuilder::new().start(&tree);
+    e.wait_app("app");
+    let sock = tree.app_socket("app");
+    for _ in 0..6 {
+        probe_direct(&e, &sock);
+    }
+    let master = e.app_pid("app");
+    let workers: BTreeSet<u32> = proc::tree(master)
+        .into_iter()
+        .filter(|p| *p != master)
+        .collect();
+    // The vassal reports worker stats at most once a second.
+    let mut last = serde_json::Value::Null;
+    let seen = wait::try_wait_until(Duration::from_secs(10), || {
+        last = e.status("app");
+        let rows = last["workers"].as_array().cloned().unwrap_or_default();
+        let requests: u64 = rows.iter().filter_map(|w| w["requests"].as_u64()).sum();
+        let pids: BTreeSet<u32> = rows
+            .iter()
+            .filter_map(|w| w["pid"].as_u64())
+            .map(|p| p as u32)
+            .collect();
+        rows.len() == 2 && requests >= 6 && pids == workers
+    });
+    if !seen {
+        e.fail(&format!(
+            "expected 2 worker rows with the workers' pids {workers:?} and >= 6 requests: {last}"
+        ));
+    }
+    let table = e.ctl_ok(&["status", "app"]).all();
+    for pid in &workers {
+        if !table.contains(&pid.to_string()) {
+            e.fail(&format!(
+                "`emperorctl status app` should list worker {pid}:\n{table}"
+            ));
+        }
+    }
+    println!("status app:\n{table}");
+}
