@@ -770,6 +770,7 @@ class EmperorRun:
     apps: int
     all_answer_s: Optional[float] = None
     all_ready_status_s: Optional[float] = None  # ours only: every app "ready" in status
+    status_ready_count: int = 0  # ours only: apps "ready" at the last status poll
     emperor_rss_kib: int = 0
     vassal_pss_kib: int = 0
     tree_pss_kib: int = 0
@@ -778,6 +779,9 @@ class EmperorRun:
     reload_requests: int = 0
     reloads: int = 0
     failures: list[str] = field(default_factory=list)
+
+
+STATUS_GRACE = 10.0  # s after every app answered for `emperorctl status` to show all ready
 
 
 def write_emperor_inis(d: Path, n: int, sock_dir: Path) -> list[str]:
@@ -816,7 +820,9 @@ def poll_all_ready(ctl: Path, n: int, t0: float, deadline: float, stop: threadin
                    out: EmperorRun) -> None:
     while not stop.is_set() and time.monotonic() < deadline:
         apps = status_json(ctl)
-        if len(apps) == n and all(a.get("state") == "ready" for a in apps):
+        ready = sum(1 for a in apps if a.get("state") == "ready")
+        out.status_ready_count = ready
+        if len(apps) == n and ready == n:
             out.all_ready_status_s = time.monotonic() - t0
             return
         stop.wait(0.05)
@@ -929,7 +935,15 @@ def emperor_run(ctx: Ctx, kind: str, n: int, extras: bool) -> EmperorRun:
                                f"{emperor.log_tail()}")
         out.all_answer_s = max(done.values()) - t0
         if poller:
-            poller.join(timeout=deadline_s)
+            # Status should agree soon after every app answered; don't wait for the deadline.
+            poller.join(timeout=STATUS_GRACE)
+            if out.all_ready_status_s is None:
+                stop_poll.set()
+                poller.join()
+                out.failures.append(
+                    f"status: only {out.status_ready_count}/{n} apps 'ready' {STATUS_GRACE:.0f} s "
+                    "after all answered")
+                log(f"  {out.failures[-1]}")
         # Memory, idle: the emperor process alone; one vassal (master + worker); the tree.
         time.sleep(1.0)
         out.emperor_rss_kib = status_kib(emperor.pid, "VmRSS")
