@@ -143,6 +143,21 @@ def pss_kib(pids: list[int]) -> int:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores; steal counts as busy: it is not ours)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = f
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def own_and_children_seconds() -> float:
+    """CPU time of this harness plus its reaped children (wrk, once it has exited)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 class RssSampler:
     """Samples the summed VmRSS of a process tree every `interval` s; `peak` is the max."""
 
@@ -594,6 +609,7 @@ class Sample:
     cpu_us_per_req: float
     peak_rss_kib: int = 0
     fairness: Optional[int] = None  # case 2: idle keep-alive conns answered (of FAIRNESS_OTHERS)
+    other_cpu_pct: Optional[float] = None  # the machine's CPU used by others during the run
 
 
 FAIRNESS_OTHERS = 7
@@ -618,7 +634,9 @@ def measure(ctx: Ctx, factory: Callable, app: App, connections: int,
         if ctx.args.warmup > 0:
             run_wrk(srv.url, ctx.args.warmup, connections, script=script)
         pids = srv.server.tree()
-        cpu0 = cpu_seconds(pids)
+        helper_pids = [p for h in srv.helpers for p in h.tree()]
+        cpu0, helpers0 = cpu_seconds(pids), cpu_seconds(helper_pids)
+        busy0, mine0, t0 = machine_busy_seconds(), own_and_children_seconds(), time.monotonic()
         if sample_rss:
             with RssSampler(srv.server.pid) as sampler:
                 w = run_wrk(srv.url, ctx.args.duration, connections, script=script)
@@ -627,6 +645,12 @@ def measure(ctx: Ctx, factory: Callable, app: App, connections: int,
             w = run_wrk(srv.url, ctx.args.duration, connections, script=script)
             peak = 0
         cpu1 = cpu_seconds(srv.server.tree() or pids)
+        helpers1 = cpu_seconds([p for h in srv.helpers for p in h.tree()] or helper_pids)
+        busy1, mine1, wall = machine_busy_seconds(), own_and_children_seconds(), time.monotonic() - t0
+        # Everything the machine did besides this server, its nginx, wrk and this harness:
+        # other people's builds and tests. In % of all cores over the run.
+        other = (busy1 - busy0) - (cpu1 - cpu0) - (helpers1 - helpers0) - (mine1 - mine0)
+        other_pct = max(0.0, other) / (wall * (os.cpu_count() or 1)) * 100
         if not srv.server.alive():
             raise RuntimeError(f"{srv.name} died during the run\n{srv.server.log_tail()}")
         per_req = (cpu1 - cpu0) / w.requests * 1e6 if w.requests else float("nan")
@@ -638,7 +662,7 @@ def measure(ctx: Ctx, factory: Callable, app: App, connections: int,
                 fair = keepalive_fairness("127.0.0.1", port, FAIRNESS_OTHERS)
             except OSError as e:
                 log(f"  keep-alive fairness probe failed: {e}")
-        return Sample(w, per_req, peak, fair)
+        return Sample(w, per_req, peak, fair, other_pct)
     finally:
         srv.stop()
 
@@ -656,7 +680,8 @@ def run_interleaved(ctx: Ctx, group: str, servers: dict[str, Callable], app: App
                             probe_fairness)
                 rows[name].samples.append(s)
                 log(f"  {s.wrk.rps:.0f} req/s, p99 {s.wrk.p99_ms:.2f} ms, "
-                    f"{s.cpu_us_per_req:.1f} us CPU/req, errors {s.wrk.errors}")
+                    f"{s.cpu_us_per_req:.1f} us CPU/req, errors {s.wrk.errors}, "
+                    f"other load {s.other_cpu_pct:.0f}% of the machine")
             except Exception as e:  # one broken server must not end the benchmark
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
                 rows[name].failures.append(msg)
@@ -1023,12 +1048,13 @@ def row_stats(r: Row) -> dict:
         "cpu": med([s.cpu_us_per_req for s in r.samples]),
         "mib_s": med([s.wrk.transfer_mib_s for s in r.samples]),
         "rss": max((s.peak_rss_kib for s in r.samples), default=0),
+        "other": [s.other_cpu_pct for s in r.samples if s.other_cpu_pct is not None],
     }
 
 
 def table(rows: list[Row], bodies: bool = False, fairness: bool = False) -> str:
     head = ["case", "server", "req/s median [min–max]", "p50 ms", "p99 ms", "errors",
-            "server CPU µs/req", "req/s ÷ vassal", "CPU ÷ vassal"]
+            "server CPU µs/req", "req/s ÷ vassal", "CPU ÷ vassal", "other load % [max]"]
     if bodies:
         head += ["MiB/s", "peak RSS MiB"]
     if fairness:
@@ -1051,7 +1077,8 @@ def table(rows: list[Row], bodies: bool = False, fairness: bool = False) -> str:
             cells = [group, r.server, rps, fmt(s["p50"], ".2f"), fmt(s["p99"], ".2f"),
                      str(s["errors"]), fmt(s["cpu"], ".1f"),
                      fmt(ratio(s["rps"], ours and ours["rps"]), ".2f"),
-                     fmt(ratio(s["cpu"], ours and ours["cpu"]), ".2f")]
+                     fmt(ratio(s["cpu"], ours and ours["cpu"]), ".2f"),
+                     f"{fmt(med(s['other']))} [{fmt(max(s['other']) if s['other'] else None)}]"]
             if bodies:
                 cells += [fmt(s["mib_s"], ".0f"), fmt(s["rss"] / 1024 if s["rss"] else None, ".1f")]
             if fairness:
@@ -1365,7 +1392,10 @@ def main() -> int:
         f"- {args.rounds} interleaved rounds (A B C A B C ...) of {args.duration:.0f} s "
         f"(+ {args.warmup:g} s warm-up) per server; every server freshly started per run; "
         f"wrk -t 1 -c {args.connections} (4 for case 4); medians over rounds, [min–max] of requests/s; "
-        "errors = non-2xx + socket errors summed over rounds; ratios are this server ÷ vassal",
+        "errors = non-2xx + socket errors summed over rounds; ratios are this server ÷ vassal; "
+        "other load = the machine's busy CPU time (/proc/stat) during the measured run minus the "
+        "server's, its nginx's, wrk's and this harness's, in % of all cores (median [max] over "
+        "rounds): rows with a high value were measured while something else ran",
         f"- versions: {versions()}",
         "",
     ]
@@ -1383,7 +1413,8 @@ def main() -> int:
                   "samples": [{"requests": s.wrk.requests, "rps": s.wrk.rps, "p50_ms": s.wrk.p50_ms,
                                "p99_ms": s.wrk.p99_ms, "errors": s.wrk.errors,
                                "mib_s": s.wrk.transfer_mib_s, "cpu_us_per_req": s.cpu_us_per_req,
-                               "peak_rss_kib": s.peak_rss_kib, "fairness": s.fairness}
+                               "peak_rss_kib": s.peak_rss_kib, "fairness": s.fairness,
+                               "other_cpu_pct": s.other_cpu_pct}
                               for s in r.samples]}
                  for r in rows],
         "emperor_runs": [vars(r) for r in runs],
