@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import errno
 import http.client
 import json
 import os
@@ -502,11 +501,14 @@ def nginx_servers(workers: int, with_ceiling: bool) -> dict[str, Callable]:
         return behind_nginx(ctx, "granian", lambda d, s: start_granian(d, app, workers, ["--uds", s]), "http")
 
     def ceiling(ctx, app):
-        block = f"""    server {{
-        listen unix:{{sock}};
+        def back(d, sock):
+            block = f"""    server {{
+        listen unix:{sock};
         location / {{ return 200 "Hello, World!"; }}
     }}"""
-        return behind_nginx(ctx, "nginx ceiling", lambda d, s: start_nginx(d / "back", "nginx-back", block.replace("{sock}", s), workers), "http")
+            return start_nginx(d / "back", "nginx-back", block, workers)
+
+        return behind_nginx(ctx, "nginx ceiling", back, "http")
 
     out = {"vassal": vassal, "uWSGI": uwsgi, "gunicorn": gunicorn}
     if with_ceiling:  # case 1 only: also gunicorn behind proxy_pass
