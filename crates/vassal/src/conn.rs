@@ -5,34 +5,147 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
-pub enum Stream {
+pub enum Sock {
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
+/// An accepted connection.
+///
+/// `socket-timeout` is applied lazily: reads and writes are first tried without
+/// blocking (nginx has normally sent the whole request by the time we accept, and a
+/// small response fits the socket buffer), and only when one would block are
+/// SO_RCVTIMEO/SO_SNDTIMEO set and the call repeated blocking. That saves two
+/// setsockopt calls on almost every uwsgi request.
+#[derive(Debug)]
+pub struct Stream {
+    pub sock: Sock,
+    /// socket-timeout in ms (0: none).
+    timeout_ms: AtomicU64,
+    applied: AtomicBool,
+}
+
 impl Stream {
+    pub fn unix(s: UnixStream) -> Stream {
+        Self::new(Sock::Unix(s))
+    }
+
+    pub fn tcp(s: TcpStream) -> Stream {
+        Self::new(Sock::Tcp(s))
+    }
+
+    fn new(sock: Sock) -> Stream {
+        Stream {
+            sock,
+            timeout_ms: AtomicU64::new(0),
+            applied: AtomicBool::new(false),
+        }
+    }
+
+    /// Records the timeout; it is applied the first time an operation would block.
+    pub fn set_timeouts(&self, t: Option<Duration>) -> io::Result<()> {
+        let ms = t.map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64);
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+        if self.applied.swap(false, Ordering::Relaxed) {
+            self.ensure_timeouts()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the recorded timeout now (before blocking calls such as sendfile).
+    pub fn ensure_timeouts(&self) -> io::Result<()> {
+        if self.applied.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let ms = self.timeout_ms.load(Ordering::Relaxed);
+        let t = (ms > 0).then(|| Duration::from_millis(ms));
+        match &self.sock {
+            Sock::Unix(s) => {
+                s.set_read_timeout(t)?;
+                s.set_write_timeout(t)
+            }
+            Sock::Tcp(s) => {
+                s.set_read_timeout(t)?;
+                s.set_write_timeout(t)
+            }
+        }
+    }
+
+    /// The non-blocking first attempt: Some(result) unless it would block.
+    fn nonblocking_result(r: isize) -> Option<io::Result<usize>> {
+        if r >= 0 {
+            return Some(Ok(r as usize));
+        }
+        let e = io::Error::last_os_error();
+        (e.kind() != io::ErrorKind::WouldBlock).then_some(Err(e))
+    }
+
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => (&*s).read(buf),
-            Stream::Tcp(s) => (&*s).read(buf),
+        if !self.applied.load(Ordering::Relaxed) {
+            // SAFETY: buf is valid for buf.len() bytes; the fd is ours.
+            let r = unsafe {
+                libc::recv(
+                    self.raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if let Some(res) = Self::nonblocking_result(r) {
+                return res;
+            }
+            self.ensure_timeouts()?;
+        }
+        match &self.sock {
+            Sock::Unix(s) => (&*s).read(buf),
+            Sock::Tcp(s) => (&*s).read(buf),
         }
     }
 
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => (&*s).write(buf),
-            Stream::Tcp(s) => (&*s).write(buf),
+        if !self.applied.load(Ordering::Relaxed) {
+            // SAFETY: as in read. MSG_NOSIGNAL: a gone client is an error, not SIGPIPE.
+            let r = unsafe {
+                libc::send(
+                    self.raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if let Some(res) = Self::nonblocking_result(r) {
+                return res;
+            }
+            self.ensure_timeouts()?;
+        }
+        match &self.sock {
+            Sock::Unix(s) => (&*s).write(buf),
+            Sock::Tcp(s) => (&*s).write(buf),
         }
     }
 
     pub fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => (&*s).write_vectored(bufs),
-            Stream::Tcp(s) => (&*s).write_vectored(bufs),
+        if !self.applied.load(Ordering::Relaxed) {
+            // SAFETY: IoSlice is ABI-compatible with iovec; msg points at live data.
+            let r = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+                msg.msg_iovlen = bufs.len() as _;
+                libc::sendmsg(self.raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
+            if let Some(res) = Self::nonblocking_result(r) {
+                return res;
+            }
+            self.ensure_timeouts()?;
+        }
+        match &self.sock {
+            Sock::Unix(s) => (&*s).write_vectored(bufs),
+            Sock::Tcp(s) => (&*s).write_vectored(bufs),
         }
     }
 
@@ -85,23 +198,10 @@ impl Stream {
         Ok(())
     }
 
-    pub fn set_timeouts(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => {
-                s.set_read_timeout(t)?;
-                s.set_write_timeout(t)
-            }
-            Stream::Tcp(s) => {
-                s.set_read_timeout(t)?;
-                s.set_write_timeout(t)
-            }
-        }
-    }
-
     pub fn shutdown_write(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        let _ = match &self.sock {
+            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
         };
     }
 
@@ -112,9 +212,9 @@ impl Stream {
 
 impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Stream::Unix(s) => s.as_fd(),
-            Stream::Tcp(s) => s.as_fd(),
+        match &self.sock {
+            Sock::Unix(s) => s.as_fd(),
+            Sock::Tcp(s) => s.as_fd(),
         }
     }
 }

@@ -302,6 +302,8 @@ impl Response {
             Framing::Length { remaining } => len.min(remaining),
             _ => len,
         };
+        // sendfile blocks: the socket-timeout must be in force first.
+        self.stream.ensure_timeouts().map_err(|e| self.fail(e))?;
         let mut off = offset as i64;
         let end = offset + len;
         while (off as u64) < end {

@@ -18,7 +18,7 @@ use config::Protocol;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
-use crate::conn::Stream;
+use crate::conn::{Sock, Stream};
 use crate::meter::{Limits, Meter};
 use crate::python::{EnvironBuilder, Python};
 use crate::scoreboard::{Scoreboard, WorkerState};
@@ -228,12 +228,12 @@ fn serve_thread(
             match listener.protocol {
                 Protocol::Uwsgi => serve::uwsgi::serve(py, stream, shared, &mut ts),
                 Protocol::Http => {
-                    let (addr, port) = match &stream {
-                        Stream::Tcp(s) => s
+                    let (addr, port) = match &stream.sock {
+                        Sock::Tcp(s) => s
                             .peer_addr()
                             .map(|a| (a.ip().to_canonical().to_string(), a.port().to_string()))
                             .unwrap_or_default(),
-                        Stream::Unix(_) => (String::new(), String::new()),
+                        Sock::Unix(_) => (String::new(), String::new()),
                     };
                     let peer = serve::http::Peer {
                         addr,
@@ -275,9 +275,32 @@ fn accept(
     // Registered before `stopping` is read (both SeqCst): the stopping thread either
     // sees us here or we see `stopping` and leave without accepting.
     let _counted = InAccept::enter(shared);
+    // Try every listener before polling: under load the backlog is rarely empty, and
+    // a successful accept saves the poll(2).
+    let mut ready: Vec<usize> = (0..listeners.len()).collect();
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return None;
+        }
+        for i in ready.drain(..) {
+            let got = match &listeners[i].kind {
+                ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::unix(s)),
+                ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Stream::tcp(s)
+                }),
+            };
+            match got {
+                Ok(s) => return Some((s, i)),
+                // Nothing queued, or another worker won the race for it.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("accept on {} failed: {e}", listeners[i].name);
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
         }
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(listeners.len() + 1);
         // SAFETY: the listeners outlive this call.
@@ -299,29 +322,6 @@ fn accept(
         if fds[listeners.len()].any().unwrap_or(false) {
             return None;
         }
-        let ready: Vec<usize> = (0..listeners.len())
-            .filter(|&i| fds[i].any().unwrap_or(false))
-            .collect();
-        drop(fds);
-        for i in ready {
-            let got = match &listeners[i].kind {
-                ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
-                ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
-                    let _ = s.set_nodelay(true);
-                    Stream::Tcp(s)
-                }),
-            };
-            match got {
-                Ok(s) => return Some((s, i)),
-                // Another worker won the race for this connection.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::warn!("accept on {} failed: {e}", listeners[i].name);
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
+        ready.extend((0..listeners.len()).filter(|&i| fds[i].any().unwrap_or(false)));
     }
 }
