@@ -518,3 +518,41 @@ fn keep_alive_pipelining_and_chunked_responses() {
         ));
     }
 }
+
+#[test]
+fn an_idle_keep_alive_connection_does_not_hold_the_only_thread() {
+    // One worker, one thread: before, the thread blocked on an idle keep-alive client
+    // until socket-timeout and every other client waited. Idle connections are now
+    // parked in the thread's poll set.
+    let tmp = TempDir::new("idle");
+    let (v, addr) = http_vassal(&tmp, "features.py", &["--socket-timeout", "30"]);
+    let mut idle = Conn::connect(&addr).unwrap();
+    let r = idle
+        .request("GET", "/head", &[], b"")
+        .unwrap_or_else(|e| v.fail(&format!("first client: {e}")));
+    if r.status != 200 || r.closes() {
+        v.fail(&format!("first client should stay open: {}", r.summary()));
+    }
+    for i in 0..3 {
+        let mut other = Conn::connect(&addr).unwrap();
+        // Far below the 30 s socket-timeout the idle client would otherwise hold.
+        other.stream().set_timeout(Duration::from_secs(3)).unwrap();
+        let r = other
+            .request("GET", "/head", &[("Connection", "close")], b"")
+            .unwrap_or_else(|e| {
+                v.fail(&format!(
+                    "client {i} waited behind an idle keep-alive one: {e}"
+                ))
+            });
+        if r.status != 200 {
+            v.fail(&format!("client {i}: {}", r.summary()));
+        }
+    }
+    // The idle connection still works afterwards.
+    let r = idle
+        .request("GET", "/head", &[], b"")
+        .unwrap_or_else(|e| v.fail(&format!("first client, second request: {e}")));
+    if r.status != 200 {
+        v.fail(&format!("first client, second request: {}", r.summary()));
+    }
+}

@@ -107,6 +107,24 @@ impl Stream {
         }
     }
 
+    /// A read that never blocks: WouldBlock when nothing has arrived.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is valid for buf.len() bytes; the fd is ours.
+        let r = unsafe {
+            libc::recv(
+                self.raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r >= 0 {
+            Ok(r as usize)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         if !self.applied.load(Ordering::Relaxed) {
             // SAFETY: as in read. MSG_NOSIGNAL: a gone client is an error, not SIGPIPE.
@@ -302,6 +320,26 @@ impl Reader {
                 Err(e) => return Err(timeout_is_timeout(e)),
             }
         }
+    }
+
+    /// Like `fill`, but never blocks: WouldBlock when nothing has arrived.
+    pub fn try_fill(&mut self, max: usize) -> io::Result<usize> {
+        if self.end == self.buf.len() {
+            if self.end - self.start >= max {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "buffer full"));
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let len = self.buf.len();
+                self.buf.resize((len * 2).min(max), 0);
+            }
+        }
+        let n = self.stream.try_read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
     }
 
     /// Reads straight from the socket into `out` when nothing is buffered (large bodies

@@ -9,7 +9,7 @@
 //! `meter.rs`); with `harakiri` a monitor thread watches those records. With
 //! lazy-apps the worker starts CPython and imports the app itself before serving.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -22,6 +22,7 @@ use crate::conn::{Sock, Stream};
 use crate::meter::{Limits, Meter};
 use crate::python::{EnvironBuilder, Python};
 use crate::scoreboard::{Scoreboard, WorkerState};
+use crate::serve::http::{HttpConn, Next};
 use crate::serve::{self, Shared, ThreadState};
 use crate::vars::VarList;
 use sockets::{Listener, ListenerKind};
@@ -219,32 +220,68 @@ fn serve_thread(
             buf: Vec::new(),
             meter,
         };
+        // Idle keep-alive HTTP connections of this thread, polled with the listeners.
+        let mut parked: Vec<HttpConn> = Vec::new();
+        let idle_timeout = shared.socket_timeout;
         loop {
-            let accepted = py.detach(|| accept(listeners, wake, shared));
-            let Some((stream, li)) = accepted else {
+            let fds: Vec<RawFd> = parked.iter().map(HttpConn::raw_fd).collect();
+            let deadline = parked.iter().map(|c| c.idle_since + idle_timeout).min();
+            let woke = py.detach(|| wait(listeners, wake, shared, &fds, deadline));
+            let Some(woke) = woke else {
                 break;
             };
-            let listener = &listeners[li];
-            match listener.protocol {
-                Protocol::Uwsgi => serve::uwsgi::serve(py, stream, shared, &mut ts),
-                Protocol::Http => {
-                    let (addr, port) = match &stream.sock {
-                        Sock::Tcp(s) => s
-                            .peer_addr()
-                            .map(|a| (a.ip().to_canonical().to_string(), a.port().to_string()))
-                            .unwrap_or_default(),
-                        Sock::Unix(_) => (String::new(), String::new()),
-                    };
-                    let peer = serve::http::Peer {
-                        addr,
-                        port,
-                        server_port: listener.port.clone(),
-                    };
-                    serve::http::serve(py, stream, peer, shared, &mut ts)
+            // Parked connections first (highest index first, so indices stay valid),
+            // one turn each: a busy client cannot starve the others.
+            for i in woke.ready.into_iter().rev() {
+                let mut conn = parked.swap_remove(i);
+                if let Next::Park = serve::http::serve_ready(py, &mut conn, shared, &mut ts) {
+                    parked.push(conn);
                 }
+            }
+            if let Some((stream, li)) = woke.accepted {
+                let listener = &listeners[li];
+                match listener.protocol {
+                    Protocol::Uwsgi => serve::uwsgi::serve(py, stream, shared, &mut ts),
+                    Protocol::Http => {
+                        let (addr, port) = match &stream.sock {
+                            Sock::Tcp(s) => s
+                                .peer_addr()
+                                .map(|a| (a.ip().to_canonical().to_string(), a.port().to_string()))
+                                .unwrap_or_default(),
+                            Sock::Unix(_) => (String::new(), String::new()),
+                        };
+                        let peer = serve::http::Peer {
+                            addr,
+                            port,
+                            server_port: listener.port.clone(),
+                        };
+                        let mut conn = HttpConn::new(stream, peer, shared);
+                        if let Next::Park = serve::http::serve_ready(py, &mut conn, shared, &mut ts)
+                        {
+                            parked.push(conn);
+                        }
+                    }
+                }
+            }
+            // Idle too long, or too many: the oldest go (HTTP lets a server close an
+            // idle keep-alive connection at any time).
+            let now = std::time::Instant::now();
+            parked.retain(|c| now < c.idle_since + idle_timeout);
+            if parked.len() > MAX_PARKED {
+                parked.sort_by_key(|c| std::cmp::Reverse(c.idle_since));
+                parked.truncate(MAX_PARKED);
             }
             if shared.stopping.load(Ordering::Relaxed) {
                 break;
+            }
+        }
+        // Stopping: parked connections whose next request already arrived are answered
+        // (with Connection: close); idle ones are closed, as HTTP allows.
+        let fds: Vec<RawFd> = parked.iter().map(HttpConn::raw_fd).collect();
+        let ready = ready_parked(&fds);
+        for (i, mut conn) in parked.into_iter().enumerate() {
+            if ready.contains(&i) {
+                let _ = serve::http::serve_ready(py, &mut conn, shared, &mut ts);
             }
         }
     });
@@ -266,23 +303,37 @@ impl Drop for InAccept<'_> {
     }
 }
 
-/// Waits for a connection on any listener; None once the worker is stopping.
-fn accept(
+/// Idle keep-alive connections one serving thread keeps at most.
+const MAX_PARKED: usize = 1024;
+
+/// What woke a serving thread.
+struct Woke {
+    accepted: Option<(Stream, usize)>,
+    /// Indices (ascending) of parked connections that became readable.
+    ready: Vec<usize>,
+}
+
+/// Waits for a new connection on any listener or for data on a parked one, until
+/// `deadline` (when the oldest parked connection expires). None once the worker is
+/// stopping.
+fn wait(
     listeners: &[Listener],
     wake: BorrowedFd<'_>,
     shared: &Shared,
-) -> Option<(Stream, usize)> {
+    parked: &[RawFd],
+    deadline: Option<std::time::Instant>,
+) -> Option<Woke> {
     // Registered before `stopping` is read (both SeqCst): the stopping thread either
     // sees us here or we see `stopping` and leave without accepting.
     let _counted = InAccept::enter(shared);
     // Try every listener before polling: under load the backlog is rarely empty, and
     // a successful accept saves the poll(2).
-    let mut ready: Vec<usize> = (0..listeners.len()).collect();
+    let mut try_accept: Vec<usize> = (0..listeners.len()).collect();
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return None;
         }
-        for i in ready.drain(..) {
+        for i in try_accept.drain(..) {
             let got = match &listeners[i].kind {
                 ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::unix(s)),
                 ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
@@ -291,7 +342,12 @@ fn accept(
                 }),
             };
             match got {
-                Ok(s) => return Some((s, i)),
+                Ok(s) => {
+                    return Some(Woke {
+                        accepted: Some((s, i)),
+                        ready: ready_parked(parked),
+                    })
+                }
                 // Nothing queued, or another worker won the race for it.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -302,8 +358,8 @@ fn accept(
                 }
             }
         }
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(listeners.len() + 1);
-        // SAFETY: the listeners outlive this call.
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(listeners.len() + 1 + parked.len());
+        // SAFETY: the listeners and parked connections outlive this call.
         for l in listeners {
             fds.push(PollFd::new(
                 unsafe { BorrowedFd::borrow_raw(l.raw_fd()) },
@@ -311,7 +367,28 @@ fn accept(
             ));
         }
         fds.push(PollFd::new(wake, PollFlags::POLLIN));
-        match poll(&mut fds, PollTimeout::NONE) {
+        for fd in parked {
+            fds.push(PollFd::new(
+                unsafe { BorrowedFd::borrow_raw(*fd) },
+                PollFlags::POLLIN,
+            ));
+        }
+        let timeout = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
+                    .unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                // The oldest parked connection expired.
+                return Some(Woke {
+                    accepted: None,
+                    ready: Vec::new(),
+                });
+            }
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -322,6 +399,56 @@ fn accept(
         if fds[listeners.len()].any().unwrap_or(false) {
             return None;
         }
-        ready.extend((0..listeners.len()).filter(|&i| fds[i].any().unwrap_or(false)));
+        let base = listeners.len() + 1;
+        let ready: Vec<usize> = (0..parked.len())
+            .filter(|&i| fds[base + i].any().unwrap_or(false))
+            .collect();
+        try_accept.extend((0..listeners.len()).filter(|&i| fds[i].any().unwrap_or(false)));
+        drop(fds);
+        if !ready.is_empty() && try_accept.is_empty() {
+            return Some(Woke {
+                accepted: None,
+                ready,
+            });
+        }
+        if !ready.is_empty() {
+            // Both: take the new connection too if there is one.
+            for &i in &try_accept {
+                if let Ok(s) = match &listeners[i].kind {
+                    ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::unix(s)),
+                    ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
+                        let _ = s.set_nodelay(true);
+                        Stream::tcp(s)
+                    }),
+                } {
+                    return Some(Woke {
+                        accepted: Some((s, i)),
+                        ready,
+                    });
+                }
+            }
+            return Some(Woke {
+                accepted: None,
+                ready,
+            });
+        }
+    }
+}
+
+/// Parked connections with data waiting, without blocking.
+fn ready_parked(parked: &[RawFd]) -> Vec<usize> {
+    if parked.is_empty() {
+        return Vec::new();
+    }
+    // SAFETY: the parked connections outlive this call.
+    let mut fds: Vec<PollFd<'_>> = parked
+        .iter()
+        .map(|fd| PollFd::new(unsafe { BorrowedFd::borrow_raw(*fd) }, PollFlags::POLLIN))
+        .collect();
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) if n > 0 => (0..parked.len())
+            .filter(|&i| fds[i].any().unwrap_or(false))
+            .collect(),
+        _ => Vec::new(),
     }
 }

@@ -67,95 +67,165 @@ pub struct Peer {
     pub server_port: String,
 }
 
-pub fn serve(py: Python<'_>, stream: Stream, peer: Peer, shared: &Shared, ts: &mut ThreadState) {
-    let _ = stream.set_timeouts(Some(shared.socket_timeout));
-    let stream = Arc::new(stream);
-    let buf = std::mem::take(&mut ts.buf);
-    let mut reader = Reader::with_buffer(stream.clone(), buf, 8192);
-    loop {
-        let limits = &shared.http_limits;
-        let head = match py.detach(|| read_head(&mut reader, limits)) {
-            Ok(h) => h,
-            Err(ReadError::Closed) => break,
-            Err(ReadError::Io(e)) => {
-                tracing::info!("http: error reading a request: {e}; connection closed");
-                break;
-            }
-            Err(ReadError::Http(e)) => {
-                tracing::info!("http: rejected a request: {} {}", e.status, e.detail);
-                let body = format!("{}\n", e.detail);
-                let reply = wire::response::simple_response(b"HTTP/1.1", e.status, &body, true);
-                py.detach(|| {
-                    let _ = stream.write_all(&reply);
-                    stream.shutdown_write();
-                });
-                break;
-            }
-        };
-        let started = Instant::now();
-        let vars = &mut ts.vars;
-        vars.clear();
-        let info = http::ServerInfo {
-            server_name: &shared.server_name,
-            server_port: &peer.server_port,
-            remote_addr: &peer.addr,
-            remote_port: &peer.port,
-            https: false,
-        };
-        http::cgi_vars(&head, &info, |k, v| vars.push(k.as_bytes(), v));
-        let chunked = head.body == BodyFraming::Chunked;
-        let mut body = match head.body {
-            BodyFraming::Empty => Body::with_length(reader, 0),
-            BodyFraming::Length(n) => Body::with_length(reader, n),
-            BodyFraming::Chunked => Body::chunked(reader),
-        };
-        if head.expect_continue && !body.is_finished() {
-            body.expect_continue();
-        }
-        let keep_alive = head.keep_alive && !shared.stopping.load(Ordering::Relaxed);
-        let proto = Proto::Http {
-            http11: head.version == Version::Http11,
-            keep_alive,
-            head: head.method == "HEAD",
-        };
-        let body = Arc::new(Mutex::new(Some(body)));
-        let mut response = Response::new(stream.clone(), proto);
-        response.set_head_flag(ts.meter.head_flag());
-        let resp = Arc::new(Mutex::new(response));
-        ts.meter.begin(stream.raw_fd());
-        let raised = match &shared.app {
-            Some(app) => python::call_app(
-                py,
-                app,
-                &mut ts.env,
-                python::Request {
-                    vars,
-                    body: body.clone(),
-                    chunked_input: chunked,
-                    resp: resp.clone(),
-                },
-            ),
-            None => {
-                py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
-                false
-            }
-        };
-        ts.meter.end(raised);
-        let (code, sent, mut again) = {
-            let r = lock(&resp);
-            (r.code(), r.sent, r.keep_alive())
-        };
-        log_request(shared, vars, code, sent, started);
-        let Some(mut body) = lock(&body).take() else {
-            return;
-        };
-        if again {
-            again = py.detach(|| body.drain(DRAIN_LIMIT));
-        }
-        reader = body.into_reader();
-        if !again || shared.stopping.load(Ordering::Relaxed) {
-            break;
+/// A keep-alive connection between requests: the serving thread parks it in its poll
+/// set instead of blocking on it, so one idle client never holds the thread.
+pub struct HttpConn {
+    stream: Arc<Stream>,
+    /// None only while a request is being served (the body owns it then).
+    reader: Option<Reader>,
+    peer: Peer,
+    pub idle_since: Instant,
+    /// Accepted and not served yet. A fresh connection is never parked: its first
+    /// request is read at once (blocking, up to socket-timeout), as a prefork worker
+    /// must not hoard connections it cannot serve while another worker is idle.
+    fresh: bool,
+}
+
+/// What the serving thread does with a connection after `serve_ready`.
+pub enum Next {
+    /// Idle: poll it for the next request.
+    Park,
+    Close,
+}
+
+impl HttpConn {
+    pub fn new(stream: Stream, peer: Peer, shared: &Shared) -> HttpConn {
+        let _ = stream.set_timeouts(Some(shared.socket_timeout));
+        let stream = Arc::new(stream);
+        HttpConn {
+            reader: Some(Reader::new(stream.clone(), 8192)),
+            stream,
+            peer,
+            idle_since: Instant::now(),
+            fresh: true,
         }
     }
-    ts.buf = reader.into_buffer();
+
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.raw_fd()
+    }
+}
+
+/// Serves every request the connection has ready, then parks or closes it. Once a
+/// connection has been served, never waits for a request that has not started to
+/// arrive.
+pub fn serve_ready(
+    py: Python<'_>,
+    conn: &mut HttpConn,
+    shared: &Shared,
+    ts: &mut ThreadState,
+) -> Next {
+    loop {
+        let Some(reader) = conn.reader.as_mut() else {
+            return Next::Close;
+        };
+        if reader.buffered().is_empty() && !conn.fresh {
+            match reader.try_fill(shared.http_limits.max_head_size) {
+                Ok(0) => return Next::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.idle_since = Instant::now();
+                    return Next::Park;
+                }
+                Err(_) => return Next::Close,
+            }
+        }
+        let reader = conn.reader.take().expect("checked above");
+        conn.fresh = false;
+        match serve_one(py, &conn.stream, reader, &conn.peer, shared, ts) {
+            Some(reader) => conn.reader = Some(reader),
+            None => return Next::Close,
+        }
+    }
+}
+
+/// One request: read its head (the rest of it may still be arriving: blocking, with
+/// socket-timeout), call the app, answer. Returns the reader when the connection may
+/// serve another request.
+fn serve_one(
+    py: Python<'_>,
+    stream: &Arc<Stream>,
+    mut reader: Reader,
+    peer: &Peer,
+    shared: &Shared,
+    ts: &mut ThreadState,
+) -> Option<Reader> {
+    let limits = &shared.http_limits;
+    let head = match py.detach(|| read_head(&mut reader, limits)) {
+        Ok(h) => h,
+        Err(ReadError::Closed) => return None,
+        Err(ReadError::Io(e)) => {
+            tracing::info!("http: error reading a request: {e}; connection closed");
+            return None;
+        }
+        Err(ReadError::Http(e)) => {
+            tracing::info!("http: rejected a request: {} {}", e.status, e.detail);
+            let body = format!("{}\n", e.detail);
+            let reply = wire::response::simple_response(b"HTTP/1.1", e.status, &body, true);
+            py.detach(|| {
+                let _ = stream.write_all(&reply);
+                stream.shutdown_write();
+            });
+            return None;
+        }
+    };
+    let started = Instant::now();
+    let vars = &mut ts.vars;
+    vars.clear();
+    let info = http::ServerInfo {
+        server_name: &shared.server_name,
+        server_port: &peer.server_port,
+        remote_addr: &peer.addr,
+        remote_port: &peer.port,
+        https: false,
+    };
+    http::cgi_vars(&head, &info, |k, v| vars.push(k.as_bytes(), v));
+    let chunked = head.body == BodyFraming::Chunked;
+    let mut body = match head.body {
+        BodyFraming::Empty => Body::with_length(reader, 0),
+        BodyFraming::Length(n) => Body::with_length(reader, n),
+        BodyFraming::Chunked => Body::chunked(reader),
+    };
+    if head.expect_continue && !body.is_finished() {
+        body.expect_continue();
+    }
+    let keep_alive = head.keep_alive && !shared.stopping.load(Ordering::Relaxed);
+    let proto = Proto::Http {
+        http11: head.version == Version::Http11,
+        keep_alive,
+        head: head.method == "HEAD",
+    };
+    let body = Arc::new(Mutex::new(Some(body)));
+    let mut response = Response::new(stream.clone(), proto);
+    response.set_head_flag(ts.meter.head_flag());
+    let resp = Arc::new(Mutex::new(response));
+    ts.meter.begin(stream.raw_fd());
+    let raised = match &shared.app {
+        Some(app) => python::call_app(
+            py,
+            app,
+            &mut ts.env,
+            python::Request {
+                vars,
+                body: body.clone(),
+                chunked_input: chunked,
+                resp: resp.clone(),
+            },
+        ),
+        None => {
+            py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
+            false
+        }
+    };
+    ts.meter.end(raised);
+    let (code, sent, mut again) = {
+        let r = lock(&resp);
+        (r.code(), r.sent, r.keep_alive())
+    };
+    log_request(shared, vars, code, sent, started);
+    let mut body = lock(&body).take()?;
+    if again {
+        again = py.detach(|| body.drain(DRAIN_LIMIT));
+    }
+    (again && !shared.stopping.load(Ordering::Relaxed)).then(|| body.into_reader())
 }
