@@ -5,16 +5,16 @@
 
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use wire::http::{self, BodyFraming, HttpError, Parsed, RequestHead, Version};
 
-use super::{log_request, Shared, ThreadState};
-use crate::body::{lock, Body};
+use super::{run_request, Incoming, Shared, ThreadState};
+use crate::body::Body;
 use crate::conn::{Reader, Stream};
-use crate::python::{self, Python};
-use crate::response::{Proto, Response};
+use crate::python::Python;
+use crate::response::Proto;
 
 /// How much unread request body we discard to keep a connection alive.
 const DRAIN_LIMIT: u64 = 1 << 20;
@@ -195,35 +195,16 @@ fn serve_one(
         keep_alive,
         head: head.method == "HEAD",
     };
-    let body = Arc::new(Mutex::new(Some(body)));
-    let mut response = Response::new(stream.clone(), proto);
-    response.set_head_flag(ts.meter.head_flag());
-    let resp = Arc::new(Mutex::new(response));
-    ts.meter.begin(stream.raw_fd());
-    let raised = match &shared.app {
-        Some(app) => python::call_app(
-            py,
-            app,
-            &mut ts.env,
-            python::Request {
-                vars,
-                body: body.clone(),
-                chunked_input: chunked,
-                resp: resp.clone(),
-            },
-        ),
-        None => {
-            py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
-            false
-        }
+    let req = Incoming {
+        stream,
+        body,
+        chunked_input: chunked,
+        proto,
+        started,
     };
-    ts.meter.end(raised);
-    let (code, sent, mut again) = {
-        let r = lock(&resp);
-        (r.code(), r.sent, r.keep_alive())
-    };
-    log_request(shared, vars, code, sent, started);
-    let mut body = lock(&body).take()?;
+    let served = run_request(py, shared, ts, req);
+    let mut again = served.keep_alive;
+    let mut body = served.body?;
     if again {
         again = py.detach(|| body.drain(DRAIN_LIMIT));
     }

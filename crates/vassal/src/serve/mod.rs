@@ -56,3 +56,70 @@ pub fn log_request(shared: &Shared, vars: &VarList, code: u16, sent: u64, starte
     );
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
+
+/// How one request ended, for the protocol that served it.
+pub struct Served {
+    /// The request body, handed back (None if the app kept nothing to give back).
+    pub body: Option<crate::body::Body>,
+    /// The response allows another request on the connection.
+    pub keep_alive: bool,
+}
+
+/// One parsed request, whatever the protocol (its variables are in `ThreadState::vars`).
+pub struct Incoming<'a> {
+    pub stream: &'a std::sync::Arc<crate::conn::Stream>,
+    pub body: crate::body::Body,
+    pub chunked_input: bool,
+    pub proto: crate::response::Proto,
+    /// When the request started arriving (for the log line).
+    pub started: Instant,
+}
+
+/// Calls the app for one request (or answers 500 when no app is loaded), meters it,
+/// logs it, and hands the body back. Shared by the uwsgi and HTTP protocols.
+pub fn run_request(
+    py: crate::python::Python<'_>,
+    shared: &Shared,
+    ts: &mut ThreadState,
+    req: Incoming<'_>,
+) -> Served {
+    use crate::body::lock;
+    use std::sync::{Arc, Mutex};
+    let Incoming {
+        stream,
+        body,
+        chunked_input,
+        proto,
+        started,
+    } = req;
+    let body = Arc::new(Mutex::new(Some(body)));
+    let mut response = crate::response::Response::new(stream.clone(), proto);
+    response.set_head_flag(ts.meter.head_flag());
+    let resp = Arc::new(Mutex::new(response));
+    ts.meter.begin(stream.raw_fd());
+    let raised = match &shared.app {
+        Some(app) => crate::python::call_app(
+            py,
+            app,
+            &mut ts.env,
+            crate::python::Request {
+                vars: &ts.vars,
+                body: body.clone(),
+                chunked_input,
+                resp: resp.clone(),
+            },
+        ),
+        None => {
+            py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
+            false
+        }
+    };
+    ts.meter.end(raised);
+    let (code, sent, keep_alive) = {
+        let r = lock(&resp);
+        (r.code(), r.sent, r.keep_alive())
+    };
+    log_request(shared, &ts.vars, code, sent, started);
+    let body = lock(&body).take();
+    Served { body, keep_alive }
+}

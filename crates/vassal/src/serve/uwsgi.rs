@@ -2,16 +2,16 @@
 //! vars block), the body (CONTENT_LENGTH bytes), one raw HTTP response, close.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use wire::uwsgi::{self, UwsgiError};
 
-use super::{log_request, Shared, ThreadState};
-use crate::body::{lock, Body};
+use super::{run_request, Incoming, Shared, ThreadState};
+use crate::body::Body;
 use crate::conn::{Reader, Stream};
-use crate::python::{self, Python};
-use crate::response::{Proto, Response};
+use crate::python::Python;
+use crate::response::Proto;
 use crate::vars::VarList;
 
 enum ReadError {
@@ -120,36 +120,16 @@ pub fn serve(py: Python<'_>, stream: Stream, shared: &Shared, ts: &mut ThreadSta
         .and_then(uwsgi::parse_content_length)
         .unwrap_or(0);
     let protocol = vars.get(b"SERVER_PROTOCOL").unwrap_or(b"HTTP/1.0").to_vec();
-    let body = Arc::new(Mutex::new(Some(Body::with_length(reader, length))));
-    let mut response = Response::new(stream.clone(), Proto::Uwsgi { protocol });
-    response.set_head_flag(ts.meter.head_flag());
-    let resp = Arc::new(Mutex::new(response));
-    ts.meter.begin(stream.raw_fd());
-    let raised = match &shared.app {
-        Some(app) => python::call_app(
-            py,
-            app,
-            &mut ts.env,
-            python::Request {
-                vars,
-                body: body.clone(),
-                chunked_input: false,
-                resp: resp.clone(),
-            },
-        ),
-        None => {
-            py.detach(|| lock(&resp).error(500, "Internal Server Error: no app loaded\n"));
-            false
-        }
+    let body = Body::with_length(reader, length);
+    let req = Incoming {
+        stream: &stream,
+        body,
+        chunked_input: false,
+        proto: Proto::Uwsgi { protocol },
+        started,
     };
-    ts.meter.end(raised);
-    let (code, sent) = {
-        let r = lock(&resp);
-        (r.code(), r.sent)
-    };
-    log_request(shared, vars, code, sent, started);
-    let taken = lock(&body).take();
-    if let Some(b) = taken {
+    let served = run_request(py, shared, ts, req);
+    if let Some(b) = served.body {
         ts.buf = b.into_reader().into_buffer();
     }
 }
