@@ -87,19 +87,10 @@ impl Stream {
 
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.applied.load(Ordering::Relaxed) {
-            // SAFETY: buf is valid for buf.len() bytes; the fd is ours.
-            let r = unsafe {
-                libc::recv(
-                    self.raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if let Some(res) = Self::nonblocking_result(r) {
-                return res;
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ensure_timeouts()?,
+                done => return done,
             }
-            self.ensure_timeouts()?;
         }
         match &self.sock {
             Sock::Unix(s) => (&*s).read(buf),
