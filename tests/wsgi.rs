@@ -59,6 +59,55 @@ fn environ_over_uwsgi_follows_pep3333() {
     );
 }
 
+/// The environ builder reuses the key and value objects of the previous request when
+/// the same variable comes at the same position with the same bytes. Successive requests
+/// on one worker thread that change values, drop, add and reorder variables must each
+/// see exactly their own.
+#[test]
+fn environ_of_successive_requests_is_each_requests_own() {
+    let tmp = TempDir::new("env-seq");
+    let (v, sock) = uwsgi_vassal(&tmp, "echo.py", &["--processes", "1"]);
+    let base = uwsgi::vars("GET", "/a", 0);
+    let long = "L".repeat(300);
+    let mut cases: Vec<Vec<(Vec<u8>, Vec<u8>)>> = Vec::new();
+    for i in 0..3 {
+        let mut vars = base.clone();
+        vars.push((b"HTTP_X_N".to_vec(), format!("{i}").into_bytes()));
+        vars.push((b"HTTP_X_LONG".to_vec(), long.clone().into_bytes()));
+        cases.push(vars);
+    }
+    let mut changed = base.clone();
+    changed.retain(|(k, _)| k != b"REMOTE_ADDR");
+    changed.reverse();
+    changed.push((b"HTTP_X_LONG".to_vec(), format!("{long}2").into_bytes()));
+    cases.push(changed);
+    cases.push(uwsgi::vars("POST", "/b?q=1", 0));
+    cases.push(base.clone());
+    for (n, vars) in cases.iter().enumerate() {
+        let raw = uwsgi::send(&sock, &uwsgi::packet(vars, b"")).unwrap();
+        let r = http::parse_response(&raw).unwrap();
+        if r.status != 200 {
+            v.fail(&format!("request {n}: {}", r.summary()));
+        }
+        let doc = r.json();
+        let env = doc["environ"].as_object().unwrap();
+        let mut want = std::collections::BTreeMap::new();
+        for (k, val) in vars {
+            want.insert(
+                String::from_utf8(k.clone()).unwrap(),
+                String::from_utf8(val.clone()).unwrap(),
+            );
+        }
+        want.entry("SCRIPT_NAME".into()).or_default();
+        let got: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("wsgi."))
+            .map(|(k, val)| (k.clone(), val.as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(got, want, "request {n}: environ differs from what was sent");
+    }
+}
+
 #[test]
 fn environ_over_http_socket() {
     let tmp = TempDir::new("envh");

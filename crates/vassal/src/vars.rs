@@ -22,7 +22,7 @@ impl VarList {
         self.idx.push((ks, vs, self.data.len()));
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
         self.idx
             .iter()
             .map(|&(k, v, e)| (&self.data[k..v], &self.data[v..e]))

@@ -3,6 +3,14 @@
 //! Keys are interned Python strings cached per serving thread (CGI variable names
 //! repeat on every request), values are decoded as latin-1 as PEP 3333 requires for
 //! native strings. The constant `wsgi.*` values are built once.
+//!
+//! A front server sends the same variables in the same order on every request, and
+//! most values repeat too (method, protocol, host, server name and port, the client's
+//! headers). So the builder remembers, per position, the last key and short value it
+//! saw with their `str` objects: a byte comparison replaces hashing the key and
+//! decoding the value. `str` objects are immutable, so sharing one between the
+//! environs of successive requests is invisible to the app. The dict is created
+//! presized for every entry, so it never grows while being filled.
 
 use std::collections::HashMap;
 
@@ -13,9 +21,31 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 /// Upper bound on cached keys: clients choose header names, so the cache must not grow
 /// without limit; names beyond it are simply created per request.
 const MAX_CACHED_KEYS: usize = 512;
+/// Positions remembered (requests with more variables look the rest up by name).
+const MAX_SLOTS: usize = 64;
+/// Longer values are decoded on every request, never kept.
+const MAX_CACHED_VALUE: usize = 128;
+/// The `wsgi.*` entries added after the request variables.
+const WSGI_ENTRIES: usize = 9;
+
+extern "C" {
+    /// CPython's dict constructor with room for `minused` entries (exported by
+    /// libpython 3.8-3.13; pyo3-ffi leaves private functions out).
+    fn _PyDict_NewPresized(minused: ffi::Py_ssize_t) -> *mut ffi::PyObject;
+}
+
+/// What position `i` of the previous request held.
+struct Slot {
+    key: Vec<u8>,
+    key_obj: Py<PyString>,
+    value: Vec<u8>,
+    /// None when the value was too long to keep.
+    value_obj: Option<Py<PyString>>,
+}
 
 pub struct EnvironBuilder {
     keys: HashMap<Vec<u8>, Py<PyString>>,
+    slots: Vec<Slot>,
     version: Py<PyTuple>,
     errors: Py<PyAny>,
     file_wrapper: Py<PyAny>,
@@ -60,6 +90,7 @@ impl EnvironBuilder {
         let intern = |s: &str| PyString::intern(py, s).unbind();
         Ok(EnvironBuilder {
             keys: HashMap::new(),
+            slots: Vec::with_capacity(MAX_SLOTS),
             version: PyTuple::new(py, [1, 0])?.unbind(),
             errors: py.import("sys")?.getattr("stderr")?.unbind(),
             file_wrapper: py
@@ -102,19 +133,65 @@ impl EnvironBuilder {
         }
     }
 
+    /// The key and value objects for the `i`-th variable, from the slot when it holds
+    /// the same bytes; the slot then remembers this request's.
+    fn entry<'py>(
+        &mut self,
+        py: Python<'py>,
+        i: usize,
+        k: &[u8],
+        v: &[u8],
+    ) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyString>)> {
+        if i < self.slots.len() && self.slots[i].key == k {
+            let slot = &mut self.slots[i];
+            let key = slot.key_obj.bind(py).clone();
+            if let Some(obj) = &slot.value_obj {
+                if slot.value == v {
+                    return Ok((key, obj.bind(py).clone()));
+                }
+            }
+            let value = latin1(py, v)?;
+            remember_value(slot, v, &value);
+            return Ok((key, value));
+        }
+        let key = self.key(py, k)?;
+        let value = latin1(py, v)?;
+        if i <= self.slots.len() && i < MAX_SLOTS {
+            let mut slot = Slot {
+                key: k.to_vec(),
+                key_obj: key.clone().unbind(),
+                value: Vec::new(),
+                value_obj: None,
+            };
+            remember_value(&mut slot, v, &value);
+            if i == self.slots.len() {
+                self.slots.push(slot);
+            } else {
+                self.slots[i] = slot;
+            }
+        }
+        Ok((key, value))
+    }
+
     /// Creates the dict with every request variable, then the `wsgi.*` entries.
     pub fn build<'py, 'a>(
         &mut self,
         py: Python<'py>,
-        vars: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        vars: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
         input: Bound<'py, PyAny>,
         chunked_input: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
+        let size = vars.len() + WSGI_ENTRIES;
+        // SAFETY: returns a new reference or NULL with an exception set.
+        let d = unsafe {
+            Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(size as ffi::Py_ssize_t))?
+                .cast_into_unchecked::<PyDict>()
+        };
         let mut scheme = SchemeHint::default();
-        for (k, v) in vars {
+        for (i, (k, v)) in vars.enumerate() {
             scheme.see(k, v);
-            d.set_item(self.key(py, k)?, latin1(py, v)?)?;
+            let (key, value) = self.entry(py, i, k, v)?;
+            set(&d, key.as_any(), value.as_any())?;
         }
         let scheme = match scheme.uwsgi_scheme.or(scheme.request_scheme) {
             Some(s) if s == b"https" => self.v_https.bind(py).clone(),
@@ -123,24 +200,67 @@ impl EnvironBuilder {
             None if scheme.https => self.v_https.bind(py).clone(),
             None => self.v_http.bind(py).clone(),
         };
-        d.set_item(self.k_version.bind(py), self.version.bind(py))?;
-        d.set_item(self.k_scheme.bind(py), scheme)?;
-        d.set_item(self.k_input.bind(py), input)?;
-        d.set_item(self.k_errors.bind(py), self.errors.bind(py))?;
-        d.set_item(
-            self.k_multithread.bind(py),
-            PyBool::new(py, self.multithread),
+        set(
+            &d,
+            self.k_version.bind(py).as_any(),
+            self.version.bind(py).as_any(),
         )?;
-        d.set_item(
-            self.k_multiprocess.bind(py),
-            PyBool::new(py, self.multiprocess),
+        set(&d, self.k_scheme.bind(py).as_any(), scheme.as_any())?;
+        set(&d, self.k_input.bind(py).as_any(), input.as_any())?;
+        set(
+            &d,
+            self.k_errors.bind(py).as_any(),
+            self.errors.bind(py).as_any(),
         )?;
-        d.set_item(self.k_run_once.bind(py), PyBool::new(py, false))?;
-        d.set_item(self.k_file_wrapper.bind(py), self.file_wrapper.bind(py))?;
+        set(
+            &d,
+            self.k_multithread.bind(py).as_any(),
+            PyBool::new(py, self.multithread).as_any(),
+        )?;
+        set(
+            &d,
+            self.k_multiprocess.bind(py).as_any(),
+            PyBool::new(py, self.multiprocess).as_any(),
+        )?;
+        set(
+            &d,
+            self.k_run_once.bind(py).as_any(),
+            PyBool::new(py, false).as_any(),
+        )?;
+        set(
+            &d,
+            self.k_file_wrapper.bind(py).as_any(),
+            self.file_wrapper.bind(py).as_any(),
+        )?;
         if chunked_input {
-            d.set_item(self.k_input_terminated.bind(py), PyBool::new(py, true))?;
+            set(
+                &d,
+                self.k_input_terminated.bind(py).as_any(),
+                PyBool::new(py, true).as_any(),
+            )?;
         }
         Ok(d)
+    }
+}
+
+fn remember_value(slot: &mut Slot, v: &[u8], obj: &Bound<'_, PyString>) {
+    if v.len() <= MAX_CACHED_VALUE {
+        slot.value.clear();
+        slot.value.extend_from_slice(v);
+        slot.value_obj = Some(obj.clone().unbind());
+    } else {
+        slot.value_obj = None;
+    }
+}
+
+/// `d[k] = v` without the reference-count round trips of the generic setter.
+fn set(d: &Bound<'_, PyDict>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: all three are live objects; PyDict_SetItem takes its own references.
+    let rc = unsafe { ffi::PyDict_SetItem(d.as_ptr(), k.as_ptr(), v.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(d.py()))
     }
 }
 
