@@ -10,7 +10,8 @@ drives wrk for a fixed time, snapshots again and stops everything by PID. Only l
 TCP and unix sockets are used; everything lives in one temporary directory.
 
 Cases:
-  1  nginx -> server, hello world, 1 and 2 workers (+ the nginx -> nginx ceiling)
+  1  nginx -> server, hello world, 1 and 2 workers (+ the nginx -> nginx ceiling and
+     the syscall floor: bench/floor/floor.c, accept/recv/send/close and nothing else)
   2  direct HTTP/1.1 keep-alive, hello world, 1 worker
   3  nginx -> Flask and nginx -> Django, 1 worker
   4  nginx -> server, a 1 MiB response and a 10 MiB upload, 1 worker, with peak RSS
@@ -510,12 +511,30 @@ def nginx_servers(workers: int, with_ceiling: bool) -> dict[str, Callable]:
 
         return behind_nginx(ctx, "nginx ceiling", back, "http")
 
+    def floor(ctx, app):
+        binary = build_floor(ctx)
+        return behind_nginx(ctx, "syscall floor",
+                            lambda d, s: Proc("floor", [str(binary), s, str(workers)], d, d / "server.log"),
+                            "uwsgi")
+
     out = {"vassal": vassal, "uWSGI": uwsgi, "gunicorn": gunicorn}
     if with_ceiling:  # case 1 only: also gunicorn behind proxy_pass
         out["gunicorn (http)"] = gunicorn_http
     out["granian"] = granian
     if with_ceiling:
         out["nginx ceiling"] = ceiling
+        out["syscall floor"] = floor
+    return out
+
+
+def build_floor(ctx: Ctx) -> Path:
+    """Compiles bench/floor/floor.c (once per run) with the system C compiler."""
+    out = ctx.tmp / "floor-bin"
+    if not out.exists():
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            raise RuntimeError("the syscall floor needs a C compiler (apt-get install gcc)")
+        subprocess.run([cc, "-O2", "-o", str(out), str(BENCH / "floor" / "floor.c")], check=True)
     return out
 
 
@@ -1151,8 +1170,11 @@ def targets(rows: list[Row], runs: list[EmperorRun], hello_import_ms: Optional[f
 
     for group in sorted({r.group for r in rows if r.group.startswith("1.")}):
         v, u = both(group, "uWSGI", "cpu")
+        _, f = both(group, "syscall floor", "cpu")
+        floor_note = (f"; the syscall floor (accept, recv, send, close; no Python) uses "
+                      f"{fmt(f, '.1f')} µs = {fmt(ratio(f, u), '.2f')}× uWSGI's" if f else "")
         out.append(Target(f"{group}: vassal CPU/req ÷ uWSGI's ≤ 0.5", ratio(v, u), 0.5, False,
-                          f"{fmt(v, '.1f')} vs {fmt(u, '.1f')} µs"))
+                          f"{fmt(v, '.1f')} vs {fmt(u, '.1f')} µs{floor_note}"))
         v, u = both(group, "uWSGI", "rps")
         out.append(Target(f"{group}: vassal req/s ÷ uWSGI's ≥ 1.1", ratio(v, u), 1.1, True,
                           f"{fmt(v)} vs {fmt(u)}"))
@@ -1271,7 +1293,9 @@ def versions() -> str:
 CASE_TITLES = {
     1: "nginx → server (uwsgi_pass unix: for vassal, uWSGI and gunicorn `--protocol uwsgi`; "
        "proxy_pass unix: for granian and gunicorn (http), both sync-worker gunicorns; the ceiling is nginx proxy_pass unix: to a second nginx "
-       "that answers `return 200` itself), hello world",
+       "that answers `return 200` itself; the syscall floor is bench/floor/floor.c behind uwsgi_pass unix:, "
+       "which only accepts, reads once, writes a fixed response and closes — the CPU the kernel "
+       "charges per connection on this path, below which no server can go), hello world",
     2: "direct HTTP/1.1 keep-alive on 127.0.0.1, hello world, 1 worker process each "
        "(vassal http-socket, uWSGI http11-socket, gunicorn sync worker — which closes every "
        "connection, it has no keep-alive —, granian, bjoern)",

@@ -157,6 +157,9 @@ impl Body {
         if self.continue_pending {
             return false;
         }
+        if self.is_finished() {
+            return true;
+        }
         let mut scratch = [0u8; 8192];
         let mut total = 0u64;
         while !self.is_finished() {

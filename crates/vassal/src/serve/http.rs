@@ -205,7 +205,7 @@ fn serve_one(
     let served = run_request(py, shared, ts, req);
     let mut again = served.keep_alive;
     let mut body = served.body?;
-    if again {
+    if again && !body.is_finished() {
         again = py.detach(|| body.drain(DRAIN_LIMIT));
     }
     (again && !shared.stopping.load(Ordering::Relaxed)).then(|| body.into_reader())
