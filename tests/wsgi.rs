@@ -605,3 +605,64 @@ fn an_idle_keep_alive_connection_does_not_hold_the_only_thread() {
         v.fail(&format!("first client, second request: {}", r.summary()));
     }
 }
+
+/// start_response's status and headers reach the wire byte for byte (latin-1, a reason
+/// phrase added to a bare code); a bad one raises in the app, which answers 500 and
+/// leaves the worker serving.
+#[test]
+fn start_response_status_and_headers_are_checked_and_sent_as_latin1() {
+    let tmp = TempDir::new("start");
+    let (v, sock) = uwsgi_vassal(&tmp, "features.py", &["--processes", "1"]);
+    let raw = |case: &str| {
+        uwsgi::send(
+            &sock,
+            &uwsgi::packet(&uwsgi::vars("GET", &format!("/start?case={case}"), 0), b""),
+        )
+        .unwrap()
+    };
+    let ok: [(&str, &[u8]); 3] = [
+        (
+            "bare_code",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        (
+            "latin1",
+            b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        (
+            "two_lengths",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok",
+        ),
+    ];
+    for (case, want) in ok {
+        let got = raw(case);
+        if got != want {
+            v.fail(&format!(
+                "{case}: expected {:?}, got {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    for case in [
+        "crlf_in_value",
+        "not_latin1",
+        "bad_status",
+        "not_a_list",
+        "not_a_pair",
+        "bytes_name",
+    ] {
+        let got = raw(case);
+        let r = http::parse_response(&got).unwrap();
+        if r.status != 500 || got.windows(8).any(|w| w == b"Injected") {
+            v.fail(&format!(
+                "{case}: expected a clean 500, got {}",
+                r.summary()
+            ));
+        }
+    }
+    let r = uwsgi::get(&sock, "/start?case=latin1");
+    if r.status != 200 {
+        v.fail(&format!("the worker must still serve: {}", r.summary()));
+    }
+}

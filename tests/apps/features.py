@@ -228,6 +228,26 @@ def sleep_app(environ, start_response):
     return [b"slept"]
 
 
+START_CASES = {
+    # (status, headers) handed to start_response for /start?case=NAME
+    "bare_code": ("200", [("Content-Length", "2")]),
+    "latin1": ("200 OK", [("X-Name", "caf\u00e9"), ("Content-Length", "2")]),
+    "two_lengths": ("200 OK", [("Content-Length", "2"), ("content-length", "2")]),
+    "crlf_in_value": ("200 OK", [("X-Bad", "a\r\nInjected: 1")]),
+    "not_latin1": ("200 OK", [("X-Euro", "\u20ac")]),
+    "bad_status": ("OK", []),
+    "not_a_list": ("200 OK", "Content-Type: text/plain"),
+    "not_a_pair": ("200 OK", [("Content-Type",)]),
+    "bytes_name": ("200 OK", [(b"Content-Type", "text/plain")]),
+}
+
+
+def start_app(environ, start_response):
+    status, headers = START_CASES[_query(environ)["case"]]
+    start_response(status, headers)
+    return [b"ok"]
+
+
 ROUTES = {
     "/write": write_app,
     "/exc_info": exc_info_app,
@@ -245,6 +265,7 @@ ROUTES = {
     "/raise_after": raise_after_app,
     "/slow_body": slow_body_app,
     "/sleep": sleep_app,
+    "/start": start_app,
 }
 
 

@@ -42,10 +42,12 @@ enum Framing {
 pub struct Response {
     stream: Arc<Stream>,
     proto: Proto,
-    /// Status line after the protocol, latin-1 ("200 OK").
-    status: Option<Vec<u8>>,
+    /// The status line after the protocol and the app's header lines, latin-1, each
+    /// line ended by CRLF ("200 OK\r\nContent-Type: text/plain\r\n"); None before
+    /// start_response.
+    start: Option<Vec<u8>>,
     code: u16,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The app's Content-Length header.
     app_length: Option<u64>,
     framing: Framing,
     /// Body bytes put on the wire.
@@ -66,9 +68,8 @@ impl Response {
         Response {
             stream,
             proto,
-            status: None,
+            start: None,
             code: 0,
-            headers: Vec::new(),
             app_length: None,
             framing: Framing::Undecided,
             sent: 0,
@@ -88,22 +89,20 @@ impl Response {
     }
 
     pub fn has_status(&self) -> bool {
-        self.status.is_some()
+        self.start.is_some()
     }
 
     pub fn headers_sent(&self) -> bool {
         self.framing != Framing::Undecided
     }
 
-    /// Records (or, before the head is sent, replaces) status and headers.
-    pub fn set_start(&mut self, code: u16, status: Vec<u8>, headers: Vec<(Vec<u8>, Vec<u8>)>) {
-        self.app_length = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(b"content-length"))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok());
+    /// Records (or, before the head is sent, replaces) status and headers: `start`
+    /// holds the status line after the protocol and the header lines, each ended by
+    /// CRLF; `app_length` is the Content-Length among them.
+    pub fn set_start(&mut self, code: u16, start: Vec<u8>, app_length: Option<u64>) {
+        self.app_length = app_length;
         self.code = code;
-        self.status = Some(status);
-        self.headers = headers;
+        self.start = Some(start);
     }
 
     /// Whether the connection may serve another request after this response.
@@ -132,7 +131,6 @@ impl Response {
         if let Some(f) = self.head_flag {
             f.store(1, Ordering::Relaxed);
         }
-        let status = self.status.clone().unwrap_or_else(|| b"200 OK".to_vec());
         let out = &mut self.head_buf;
         out.clear();
         match &self.proto {
@@ -148,14 +146,7 @@ impl Response {
             }
         }
         out.push(b' ');
-        out.extend_from_slice(&status);
-        out.extend_from_slice(b"\r\n");
-        for (k, v) in &self.headers {
-            out.extend_from_slice(k);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
+        out.extend_from_slice(self.start.as_deref().unwrap_or(b"200 OK\r\n"));
         let no_body_status = matches!(self.code, 100..=199 | 204 | 304);
         self.framing = match &mut self.proto {
             Proto::Uwsgi { .. } => Framing::Raw,
@@ -360,11 +351,8 @@ impl Response {
         let reason = wire::response::reason_phrase(code);
         self.set_start(
             code,
-            format!("{code} {reason}").into_bytes(),
-            vec![(
-                b"Content-Type".to_vec(),
-                b"text/plain; charset=utf-8".to_vec(),
-            )],
+            format!("{code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n").into_bytes(),
+            None,
         );
         if let Proto::Http { keep_alive, .. } = &mut self.proto {
             *keep_alive = false;

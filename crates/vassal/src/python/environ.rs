@@ -277,20 +277,21 @@ pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> 
     }
 }
 
-/// str -> latin-1 bytes, as PEP 3333 requires for status and header strings.
-/// Returns None if the string has a code point above U+00FF.
-pub fn to_latin1(s: &Bound<'_, PyString>) -> PyResult<Option<Vec<u8>>> {
-    let text = s.to_cow()?;
+/// Appends a str as latin-1 bytes, as PEP 3333 requires for status and header
+/// strings. Returns false (with `out` unchanged) if it has a code point above U+00FF.
+pub fn push_latin1(out: &mut Vec<u8>, text: &str) -> bool {
     if text.is_ascii() {
-        return Ok(Some(text.as_bytes().to_vec()));
+        out.extend_from_slice(text.as_bytes());
+        return true;
     }
-    let mut out = Vec::with_capacity(text.len());
+    let mark = out.len();
     for c in text.chars() {
         let c = c as u32;
         if c > 0xff {
-            return Ok(None);
+            out.truncate(mark);
+            return false;
         }
         out.push(c as u8);
     }
-    Ok(Some(out))
+    true
 }

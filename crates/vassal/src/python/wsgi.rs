@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use super::environ::to_latin1;
+use super::environ::push_latin1;
 use crate::body::{lock, SharedBody};
 use crate::response::Response;
 
@@ -45,9 +45,11 @@ impl StartResponse {
                 ));
             }
         }
-        let (code, status) = parse_status(status)?;
-        let headers = parse_headers(headers)?;
-        lock(&self.resp).set_start(code, status, headers);
+        // Status and header lines go straight into one buffer: "200 OK\r\nName: value\r\n..."
+        let mut start = Vec::with_capacity(128);
+        let code = parse_status(status, &mut start)?;
+        let app_length = parse_headers(headers, &mut start)?;
+        lock(&self.resp).set_start(code, start, app_length);
         Py::new(
             py,
             Write {
@@ -57,36 +59,31 @@ impl StartResponse {
     }
 }
 
-fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<(u16, Vec<u8>)> {
+/// Checks the status and appends it (latin-1, with a reason phrase added to a bare
+/// code) and CRLF to `out`. Returns the code.
+fn parse_status(status: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<u16> {
     let s = status
         .cast::<PyString>()
         .map_err(|_| PyTypeError::new_err("status must be a str, e.g. '200 OK'"))?;
     let text = s.to_cow()?;
     let code = wire::response::parse_status(&text)
         .map_err(|e| PyValueError::new_err(format!("invalid status {text:?}: {e}")))?;
-    let mut bytes =
-        to_latin1(s)?.ok_or_else(|| PyValueError::new_err("status must be latin-1 encodable"))?;
-    if bytes.len() == 3 {
-        bytes.push(b' ');
-        bytes.extend_from_slice(wire::response::reason_phrase(code).as_bytes());
+    if !push_latin1(out, &text) {
+        return Err(PyValueError::new_err("status must be latin-1 encodable"));
     }
-    Ok((code, bytes))
+    if text.len() == 3 {
+        out.push(b' ');
+        out.extend_from_slice(wire::response::reason_phrase(code).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(code)
 }
 
-type HeaderList = Vec<(Vec<u8>, Vec<u8>)>;
-
-fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderList> {
-    let items: Vec<Bound<'_, PyAny>> = if let Ok(l) = headers.cast::<PyList>() {
-        l.iter().collect()
-    } else if let Ok(t) = headers.cast::<PyTuple>() {
-        t.iter().collect()
-    } else {
-        return Err(PyTypeError::new_err(
-            "response headers must be a list of (name, value) tuples",
-        ));
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
+/// Checks the `(name, value)` pairs and appends each as a `name: value` CRLF line to
+/// `out`. Returns the Content-Length the app set, if any.
+fn parse_headers(headers: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<Option<u64>> {
+    let mut app_length = None;
+    let mut one = |item: Bound<'_, PyAny>| -> PyResult<()> {
         let pair = item
             .cast::<PyTuple>()
             .ok()
@@ -100,14 +97,34 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderList> {
         let (n, v) = (name.to_cow()?, value.to_cow()?);
         wire::response::validate_header(&n, &v)
             .map_err(|e| PyValueError::new_err(format!("invalid header {n:?}: {e}")))?;
-        let n = to_latin1(name)?;
-        let v = to_latin1(value)?;
-        let (Some(n), Some(v)) = (n, v) else {
+        let mark = out.len();
+        if !(push_latin1(out, &n) && {
+            out.extend_from_slice(b": ");
+            push_latin1(out, &v)
+        }) {
+            out.truncate(mark);
             return Err(PyValueError::new_err("headers must be latin-1 encodable"));
-        };
-        out.push((n, v));
+        }
+        out.extend_from_slice(b"\r\n");
+        if app_length.is_none() && n.eq_ignore_ascii_case("content-length") {
+            app_length = v.trim().parse().ok();
+        }
+        Ok(())
+    };
+    if let Ok(l) = headers.cast::<PyList>() {
+        for item in l.iter() {
+            one(item)?;
+        }
+    } else if let Ok(t) = headers.cast::<PyTuple>() {
+        for item in t.iter() {
+            one(item)?;
+        }
+    } else {
+        return Err(PyTypeError::new_err(
+            "response headers must be a list of (name, value) tuples",
+        ));
     }
-    Ok(out)
+    Ok(app_length)
 }
 
 /// The `write(data)` callable returned by `start_response` (legacy imperative API).
