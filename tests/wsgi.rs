@@ -666,3 +666,29 @@ fn start_response_status_and_headers_are_checked_and_sent_as_latin1() {
         v.fail(&format!("the worker must still serve: {}", r.summary()));
     }
 }
+
+/// Request variables named like `wsgi.*` (a front server can send anything) never
+/// replace the server's own entries, on the first request or on later ones.
+#[test]
+fn request_variables_cannot_replace_wsgi_entries() {
+    let tmp = TempDir::new("env-wsgi");
+    let (v, sock) = uwsgi_vassal(&tmp, "echo.py", &["--processes", "1"]);
+    for round in 0..2 {
+        let mut vars = uwsgi::vars("GET", "/", 0);
+        vars.push((b"wsgi.version".to_vec(), b"evil".to_vec()));
+        vars.push((b"wsgi.url_scheme".to_vec(), b"evil".to_vec()));
+        vars.push((b"wsgi.run_once".to_vec(), b"evil".to_vec()));
+        let raw = uwsgi::send(&sock, &uwsgi::packet(&vars, b"")).unwrap();
+        let r = http::parse_response(&raw).unwrap();
+        if r.status != 200 {
+            v.fail(&format!("round {round}: {}", r.summary()));
+        }
+        let env = &r.json()["environ"];
+        assert_eq!(env["wsgi.version"], "(1, 0)", "round {round}: {env:#}");
+        assert_eq!(env["wsgi.url_scheme"], "http", "round {round}: {env:#}");
+        assert_eq!(env["wsgi.run_once"], "False", "round {round}: {env:#}");
+        // And an ordinary request after it sees a clean environ.
+        let r = uwsgi::get(&sock, "/");
+        assert_eq!(r.json()["environ"]["wsgi.url_scheme"], "http");
+    }
+}

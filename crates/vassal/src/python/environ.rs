@@ -9,8 +9,9 @@
 //! headers). So the builder remembers, per position, the last key and short value it
 //! saw with their `str` objects: a byte comparison replaces hashing the key and
 //! decoding the value. `str` objects are immutable, so sharing one between the
-//! environs of successive requests is invisible to the app. The dict is created
-//! presized for every entry, so it never grows while being filled.
+//! environs of successive requests is invisible to the app. The dict starts as a copy
+//! of a template holding the constant `wsgi.*` entries and room for a typical request's
+//! variables, so it is not grown while being filled.
 
 use std::collections::HashMap;
 
@@ -25,8 +26,9 @@ const MAX_CACHED_KEYS: usize = 512;
 const MAX_SLOTS: usize = 64;
 /// Longer values are decoded on every request, never kept.
 const MAX_CACHED_VALUE: usize = 128;
-/// The `wsgi.*` entries added after the request variables.
-const WSGI_ENTRIES: usize = 9;
+/// Entries the per-request dict has room for before it must grow (nginx's
+/// uwsgi_params with a browser's headers come to about 25, plus 9 `wsgi.*`).
+const TEMPLATE_ROOM: ffi::Py_ssize_t = 40;
 
 extern "C" {
     /// CPython's dict constructor with room for `minused` entries (exported by
@@ -46,6 +48,10 @@ struct Slot {
 pub struct EnvironBuilder {
     keys: HashMap<Vec<u8>, Py<PyString>>,
     slots: Vec<Slot>,
+    /// The `wsgi.*` entries (`wsgi.input` = None), created with room for a whole
+    /// environ: each request's dict starts as a copy of it, which CPython makes with one
+    /// memcpy of the table, and which keeps the room.
+    template: Option<Py<PyDict>>,
     version: Py<PyTuple>,
     errors: Py<PyAny>,
     file_wrapper: Py<PyAny>,
@@ -88,9 +94,10 @@ impl SchemeHint {
 impl EnvironBuilder {
     pub fn new(py: Python<'_>, multithread: bool, multiprocess: bool) -> PyResult<Self> {
         let intern = |s: &str| PyString::intern(py, s).unbind();
-        Ok(EnvironBuilder {
+        let mut b = EnvironBuilder {
             keys: HashMap::new(),
             slots: Vec::with_capacity(MAX_SLOTS),
+            template: None,
             version: PyTuple::new(py, [1, 0])?.unbind(),
             errors: py.import("sys")?.getattr("stderr")?.unbind(),
             file_wrapper: py
@@ -110,7 +117,21 @@ impl EnvironBuilder {
             k_input_terminated: intern("wsgi.input_terminated"),
             v_http: intern("http"),
             v_https: intern("https"),
-        })
+        };
+        // SAFETY: returns a new reference or NULL with an exception set.
+        let template = unsafe {
+            Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(TEMPLATE_ROOM))?
+                .cast_into_unchecked::<PyDict>()
+        };
+        b.set_constants(&template)?;
+        set(
+            &template,
+            b.k_scheme.bind(py).as_any(),
+            b.v_http.bind(py).as_any(),
+        )?;
+        set(&template, b.k_input.bind(py).as_any(), py.None().bind(py))?;
+        b.template = Some(template.unbind());
+        Ok(b)
     }
 
     fn key<'py>(&mut self, py: Python<'py>, k: &[u8]) -> PyResult<Bound<'py, PyString>> {
@@ -173,7 +194,43 @@ impl EnvironBuilder {
         Ok((key, value))
     }
 
-    /// Creates the dict with every request variable, then the `wsgi.*` entries.
+    /// `d[k] = v` for the constant `wsgi.*` entries.
+    fn set_constants(&self, d: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = d.py();
+        set(
+            d,
+            self.k_version.bind(py).as_any(),
+            self.version.bind(py).as_any(),
+        )?;
+        set(
+            d,
+            self.k_errors.bind(py).as_any(),
+            self.errors.bind(py).as_any(),
+        )?;
+        set(
+            d,
+            self.k_multithread.bind(py).as_any(),
+            PyBool::new(py, self.multithread).as_any(),
+        )?;
+        set(
+            d,
+            self.k_multiprocess.bind(py).as_any(),
+            PyBool::new(py, self.multiprocess).as_any(),
+        )?;
+        set(
+            d,
+            self.k_run_once.bind(py).as_any(),
+            PyBool::new(py, false).as_any(),
+        )?;
+        set(
+            d,
+            self.k_file_wrapper.bind(py).as_any(),
+            self.file_wrapper.bind(py).as_any(),
+        )
+    }
+
+    /// Creates the dict with every request variable and the `wsgi.*` entries (which
+    /// win over request variables of the same name).
     pub fn build<'py, 'a>(
         &mut self,
         py: Python<'py>,
@@ -181,57 +238,35 @@ impl EnvironBuilder {
         input: Bound<'py, PyAny>,
         chunked_input: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let size = vars.len() + WSGI_ENTRIES;
-        // SAFETY: returns a new reference or NULL with an exception set.
+        let template = self.template.as_ref().expect("built in new()").as_ptr();
+        // SAFETY: PyDict_Copy returns a new reference or NULL with an exception set.
         let d = unsafe {
-            Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(size as ffi::Py_ssize_t))?
+            Bound::from_owned_ptr_or_err(py, ffi::PyDict_Copy(template))?
                 .cast_into_unchecked::<PyDict>()
         };
         let mut scheme = SchemeHint::default();
+        let mut shadowed = false;
         for (i, (k, v)) in vars.enumerate() {
             scheme.see(k, v);
+            shadowed |= k.starts_with(b"wsgi.");
             let (key, value) = self.entry(py, i, k, v)?;
             set(&d, key.as_any(), value.as_any())?;
         }
         let scheme = match scheme.uwsgi_scheme.or(scheme.request_scheme) {
-            Some(s) if s == b"https" => self.v_https.bind(py).clone(),
-            Some(s) if s == b"http" => self.v_http.bind(py).clone(),
-            Some(s) => latin1(py, &s)?,
-            None if scheme.https => self.v_https.bind(py).clone(),
-            None => self.v_http.bind(py).clone(),
+            Some(s) if s == b"https" => Some(self.v_https.bind(py).clone()),
+            Some(s) if s == b"http" => None,
+            Some(s) => Some(latin1(py, &s)?),
+            None if scheme.https => Some(self.v_https.bind(py).clone()),
+            None => None,
         };
-        set(
-            &d,
-            self.k_version.bind(py).as_any(),
-            self.version.bind(py).as_any(),
-        )?;
-        set(&d, self.k_scheme.bind(py).as_any(), scheme.as_any())?;
+        if shadowed {
+            self.set_constants(&d)?;
+        }
+        if scheme.is_some() || shadowed {
+            let scheme = scheme.unwrap_or_else(|| self.v_http.bind(py).clone());
+            set(&d, self.k_scheme.bind(py).as_any(), scheme.as_any())?;
+        }
         set(&d, self.k_input.bind(py).as_any(), input.as_any())?;
-        set(
-            &d,
-            self.k_errors.bind(py).as_any(),
-            self.errors.bind(py).as_any(),
-        )?;
-        set(
-            &d,
-            self.k_multithread.bind(py).as_any(),
-            PyBool::new(py, self.multithread).as_any(),
-        )?;
-        set(
-            &d,
-            self.k_multiprocess.bind(py).as_any(),
-            PyBool::new(py, self.multiprocess).as_any(),
-        )?;
-        set(
-            &d,
-            self.k_run_once.bind(py).as_any(),
-            PyBool::new(py, false).as_any(),
-        )?;
-        set(
-            &d,
-            self.k_file_wrapper.bind(py).as_any(),
-            self.file_wrapper.bind(py).as_any(),
-        )?;
         if chunked_input {
             set(
                 &d,

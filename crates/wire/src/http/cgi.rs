@@ -27,7 +27,11 @@ pub fn cgi_vars(head: &RequestHead, info: &ServerInfo, mut f: impl FnMut(&str, &
     let (path, query) = split_target(&head.target);
     f("REQUEST_METHOD", head.method.as_bytes());
     f("REQUEST_URI", &head.target);
-    f("PATH_INFO", &percent_decode(path));
+    if path.contains(&b'%') {
+        f("PATH_INFO", &percent_decode(path));
+    } else {
+        f("PATH_INFO", path);
+    }
     f("QUERY_STRING", query);
     f("SERVER_PROTOCOL", head.version.as_str().as_bytes());
     f("SCRIPT_NAME", b"");
@@ -45,41 +49,50 @@ pub fn cgi_vars(head: &RequestHead, info: &ServerInfo, mut f: impl FnMut(&str, &
         f("CONTENT_LENGTH", n.to_string().as_bytes());
     }
 
-    // Group repeated names; header counts are bounded by Limits::max_headers, so the quadratic
-    // lookup is cheaper than a map.
-    let mut merged: Vec<(String, Vec<u8>)> = Vec::new();
-    for (name, value) in &head.headers {
-        if name.contains('_')
+    let passed = |name: &str| {
+        !(name.contains('_')
             || name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("content-type")
-            || name.eq_ignore_ascii_case("content-length")
-        {
+            || name.eq_ignore_ascii_case("content-length"))
+    };
+    // One `HTTP_*` name buffer for the whole request. Header counts are bounded by
+    // Limits::max_headers, so finding repeats by scanning is cheaper than a map.
+    let mut key = String::new();
+    let mut joined = Vec::new();
+    for (i, (name, value)) in head.headers.iter().enumerate() {
+        if !passed(name) {
             continue;
         }
-        let key = cgi_header_name(name);
-        match merged.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => {
-                let sep: &[u8] = if key == "HTTP_COOKIE" { b"; " } else { b", " };
-                v.extend_from_slice(sep);
-                v.extend_from_slice(value);
-            }
-            None => merged.push((key, value.clone())),
+        let same = |other: &String| other.eq_ignore_ascii_case(name);
+        if head.headers[..i].iter().any(|(n, _)| same(n)) {
+            continue; // joined into its first occurrence already
         }
-    }
-    for (k, v) in &merged {
-        f(k, v);
+        cgi_header_name_into(&mut key, name);
+        let mut later = head.headers[i + 1..].iter().filter(|(n, _)| same(n));
+        match later.next() {
+            None => f(&key, value),
+            Some((_, second)) => {
+                let sep: &[u8] = if key == "HTTP_COOKIE" { b"; " } else { b", " };
+                joined.clear();
+                joined.extend_from_slice(value);
+                for v in std::iter::once(second).chain(later.map(|(_, v)| v)) {
+                    joined.extend_from_slice(sep);
+                    joined.extend_from_slice(v);
+                }
+                f(&key, &joined);
+            }
+        }
     }
 }
 
-/// `HTTP_` + the name upper-cased with `-` turned into `_`.
-pub(crate) fn cgi_header_name(name: &str) -> String {
-    let mut key = String::with_capacity(5 + name.len());
+/// Sets `key` to `HTTP_` + the name upper-cased with `-` turned into `_`.
+fn cgi_header_name_into(key: &mut String, name: &str) {
+    key.clear();
     key.push_str("HTTP_");
     key.extend(name.chars().map(|c| match c {
         '-' => '_',
         c => c.to_ascii_uppercase(),
     }));
-    key
 }
 
 /// Splits a request-target into (path, query) per PEP 3333: drop a `#fragment`, drop
