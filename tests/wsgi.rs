@@ -692,3 +692,53 @@ fn request_variables_cannot_replace_wsgi_entries() {
         assert_eq!(r.json()["environ"]["wsgi.url_scheme"], "http");
     }
 }
+
+/// The only serving thread of a worker keeps the GIL around socket I/O while no other
+/// Python thread exists (a saving of three GIL hand-offs per request). Once the app has
+/// started a thread, that thread must run while the serving thread waits for a slow
+/// client.
+#[test]
+fn an_app_thread_runs_while_the_only_serving_thread_waits_for_a_client() {
+    use std::io::Write as _;
+    let tmp = TempDir::new("gil");
+    // A socket-timeout longer than the wait below: the stalled read must still be
+    // pending while the ticks are counted.
+    let (v, sock) = uwsgi_vassal(
+        &tmp,
+        "features.py",
+        &["--processes", "1", "--socket-timeout", "60"],
+    );
+    let ticks = tmp.path().join("ticks");
+    let r = uwsgi::get(&sock, &format!("/ticker?file={}", ticks.display()));
+    if r.status != 200 {
+        v.fail(&format!("/ticker: {}", r.summary()));
+    }
+    let read = || {
+        std::fs::read_to_string(&ticks)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    wait::wait_until(
+        Duration::from_secs(10),
+        "the ticker thread's first tick",
+        || read().is_some(),
+    );
+    // A client that sends half a request header and stalls: the serving thread blocks
+    // reading it.
+    let packet = uwsgi::packet(&uwsgi::vars("GET", "/head", 0), b"");
+    let mut slow = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    slow.write_all(&packet[..2]).unwrap();
+    let before = read().unwrap();
+    wait::wait_until(
+        Duration::from_secs(10),
+        "the app's thread to tick 50 times while the serving thread waits",
+        || read().is_some_and(|n| n >= before + 50),
+    );
+    slow.write_all(&packet[2..]).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut slow, &mut raw).unwrap();
+    let r = http::parse_response(&raw).unwrap();
+    if r.status != 200 {
+        v.fail(&format!("the slow request: {}", r.summary()));
+    }
+}

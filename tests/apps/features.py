@@ -242,6 +242,31 @@ START_CASES = {
 }
 
 
+_ticker = []
+
+
+def ticker_app(environ, start_response):
+    """Starts (once) a thread that writes an ever-growing count to ?file= every ms."""
+    path = _query(environ)["file"]
+    if not _ticker:
+        import threading
+        import time
+
+        def tick():
+            n = 0
+            while True:
+                n += 1
+                with open(path + ".tmp", "w") as f:
+                    f.write(str(n))
+                os.replace(path + ".tmp", path)
+                time.sleep(0.001)
+
+        t = threading.Thread(target=tick, daemon=True)
+        t.start()
+        _ticker.append(t)
+    return _json(start_response, {"started": True})
+
+
 def start_app(environ, start_response):
     status, headers = START_CASES[_query(environ)["case"]]
     start_response(status, headers)
@@ -266,6 +291,7 @@ ROUTES = {
     "/slow_body": slow_body_app,
     "/sleep": sleep_app,
     "/start": start_app,
+    "/ticker": ticker_app,
 }
 
 

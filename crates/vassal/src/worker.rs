@@ -207,6 +207,9 @@ fn serve_thread(
     meter: Meter,
 ) {
     Python::attach(|py| {
+        if !multithread {
+            crate::python::serving_alone(py);
+        }
         let env = match EnvironBuilder::new(py, multithread, multiprocess) {
             Ok(e) => e,
             Err(e) => {

@@ -79,7 +79,7 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Reque
         }
     }
     let resp = &req.resp;
-    let r = py.detach(|| {
+    let r = super::io(py, || {
         let mut r = lock(resp);
         if !r.broken && !r.has_status() {
             return Err(std::io::Error::other("no start_response"));
@@ -149,7 +149,7 @@ fn send_result(py: Python<'_>, resp: &SharedResponse, result: &Bound<'_, PyAny>)
         if !lock(resp).has_status() {
             return Err(no_start_response());
         }
-        if let Err(e) = py.detach(|| lock(resp).write_body(data, None)) {
+        if let Err(e) = super::io(py, || lock(resp).write_body(data, None)) {
             tracing::info!("client went away while streaming: {e}");
             break;
         }
@@ -206,7 +206,7 @@ fn send_sequence<'py>(
         if slice.is_empty() && known.is_none() {
             return Ok(());
         }
-        if let Err(e) = py.detach(|| lock(resp).write_body(slice, known)) {
+        if let Err(e) = super::io(py, || lock(resp).write_body(slice, known)) {
             tracing::info!("client went away: {e}");
         }
         return Ok(());
@@ -219,7 +219,7 @@ fn send_sequence<'py>(
         }
         let t = if first { known } else { None };
         first = false;
-        if let Err(e) = py.detach(|| lock(resp).write_body(data, t)) {
+        if let Err(e) = super::io(py, || lock(resp).write_body(data, t)) {
             tracing::info!("client went away: {e}");
             break;
         }

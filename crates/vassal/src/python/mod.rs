@@ -60,6 +60,49 @@ pub fn register_traceback_signal(sig: i32) {
     }
 }
 
+thread_local! {
+    /// For a worker's only serving thread: how many Python thread states existed when
+    /// it started (the worker's main thread holds one it never uses again).
+    static ALONE_AT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Python thread states of this interpreter (a walk of a short linked list).
+fn thread_states(_py: Python<'_>) -> usize {
+    // SAFETY: attached (the token proves it); the list is only read.
+    unsafe {
+        let interp = pyo3::ffi::PyInterpreterState_Get();
+        let mut t = pyo3::ffi::PyInterpreterState_ThreadHead(interp);
+        let mut n = 0;
+        while !t.is_null() {
+            n += 1;
+            t = pyo3::ffi::PyThreadState_Next(t);
+        }
+        n
+    }
+}
+
+/// Marks the calling thread as a worker's only serving thread (`threads = 1`).
+pub fn serving_alone(py: Python<'_>) {
+    let n = thread_states(py);
+    ALONE_AT.with(|a| a.set(Some(n)));
+}
+
+/// Runs socket I/O of the current request. The GIL is released around it, so other
+/// Python threads run meanwhile — unless this is a worker's only serving thread and no
+/// other Python thread has appeared since it started: then nobody could take the GIL,
+/// and releasing it would cost two mutex and condition-variable round trips for
+/// nothing (three times per request). Blocking waits for new work always release it.
+pub fn io<T: Send, F: Send + FnOnce() -> T>(py: Python<'_>, f: F) -> T {
+    let alone = ALONE_AT
+        .with(|a| a.get())
+        .is_some_and(|n| thread_states(py) <= n);
+    if alone {
+        f()
+    } else {
+        py.detach(f)
+    }
+}
+
 /// How many Python threads are alive (1 = only the main thread).
 pub fn python_thread_count() -> usize {
     use pyo3::types::PyAnyMethods;

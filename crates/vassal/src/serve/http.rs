@@ -151,7 +151,7 @@ fn serve_one(
     ts: &mut ThreadState,
 ) -> Option<Reader> {
     let limits = &shared.http_limits;
-    let head = match py.detach(|| read_head(&mut reader, limits)) {
+    let head = match crate::python::io(py, || read_head(&mut reader, limits)) {
         Ok(h) => h,
         Err(ReadError::Closed) => return None,
         Err(ReadError::Io(e)) => {
@@ -206,7 +206,7 @@ fn serve_one(
     let mut again = served.keep_alive;
     let mut body = served.body?;
     if again && !body.is_finished() {
-        again = py.detach(|| body.drain(DRAIN_LIMIT));
+        again = crate::python::io(py, || body.drain(DRAIN_LIMIT));
     }
     (again && !shared.stopping.load(Ordering::Relaxed)).then(|| body.into_reader())
 }

@@ -62,7 +62,7 @@ pub fn serve(py: Python<'_>, stream: Stream, shared: &Shared, ts: &mut ThreadSta
     let mut reader = Reader::with_buffer(stream.clone(), buf, 4096);
     let vars = &mut ts.vars;
     let bs = shared.buffer_size;
-    let read = py.detach(|| read_packet(&mut reader, bs, vars));
+    let read = crate::python::io(py, || read_packet(&mut reader, bs, vars));
     let started = Instant::now();
     let modifier1 = match read {
         Ok(m) => m,
