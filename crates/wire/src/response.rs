@@ -87,7 +87,12 @@ pub fn reason_phrase(code: u16) -> &'static str {
 }
 
 fn has_line_breaking_char(s: &str) -> bool {
-    s.contains(['\r', '\n', '\0'])
+    s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// A str with a char above U+00FF (not ISO-8859-1); ASCII is checked a word at a time.
+fn beyond_latin1(s: &str) -> bool {
+    !s.is_ascii() && s.chars().any(|c| c > '\u{ff}')
 }
 
 /// Parses a WSGI status such as `"200 OK"`: three digits (100-999), then either nothing (as
@@ -96,7 +101,7 @@ fn has_line_breaking_char(s: &str) -> bool {
 pub fn parse_status(status: &str) -> Result<u16, HeaderError> {
     let bad = || HeaderError::BadStatus(status.to_owned());
     let b = status.as_bytes();
-    if b.len() < 3 || has_line_breaking_char(status) || status.chars().any(|c| c > '\u{ff}') {
+    if b.len() < 3 || has_line_breaking_char(status) || beyond_latin1(status) {
         return Err(bad());
     }
     let (digits, rest) = b.split_at(3);
@@ -118,7 +123,7 @@ pub fn validate_header(name: &str, value: &str) -> Result<(), HeaderError> {
     if !crate::http::is_token_str(name) {
         return Err(HeaderError::BadName(name.to_owned()));
     }
-    if has_line_breaking_char(value) || value.chars().any(|c| c > '\u{ff}') {
+    if has_line_breaking_char(value) || beyond_latin1(value) {
         return Err(HeaderError::BadValue(value.to_owned()));
     }
     Ok(())

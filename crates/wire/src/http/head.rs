@@ -139,7 +139,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     pos = lf + 1;
 
     // The field lines, up to the empty line.
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
     loop {
         let Some(lf) = find_lf(buf, pos) else {
             // The unfinished line, plus the CRLF it still needs (its CR may be here already).
@@ -429,9 +429,13 @@ fn transfer_framing(
     }
 }
 
-/// Tokens are ASCII by construction; this avoids an unwrap on the conversion.
+/// Tokens are ASCII by construction (so the UTF-8 check always passes); the fallback
+/// only avoids an unwrap.
 fn ascii_string(b: &[u8]) -> String {
-    b.iter().map(|&c| char::from(c)).collect()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => b.iter().map(|&c| char::from(c)).collect(),
+    }
 }
 
 #[cfg(test)]
