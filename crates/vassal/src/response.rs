@@ -64,7 +64,10 @@ pub struct Response {
 const COALESCE: usize = 16 * 1024;
 
 impl Response {
-    pub fn new(stream: Arc<Stream>, proto: Proto) -> Self {
+    /// `head_buf` is a buffer to build the head in (its capacity is reused; see
+    /// [`Response::take_head_buf`]).
+    pub fn new(stream: Arc<Stream>, proto: Proto, mut head_buf: Vec<u8>) -> Self {
+        head_buf.clear();
         Response {
             stream,
             proto,
@@ -74,8 +77,19 @@ impl Response {
             framing: Framing::Undecided,
             sent: 0,
             broken: false,
-            head_buf: Vec::with_capacity(256),
+            head_buf,
             head_flag: None,
+        }
+    }
+
+    /// The head buffer, for the next request's response (not kept when an unusual
+    /// response made it large).
+    pub fn take_head_buf(&mut self) -> Vec<u8> {
+        let buf = std::mem::take(&mut self.head_buf);
+        if buf.capacity() > 64 * 1024 {
+            Vec::with_capacity(256)
+        } else {
+            buf
         }
     }
 

@@ -221,13 +221,16 @@ fn serve_thread(
             env,
             vars: VarList::default(),
             buf: Vec::new(),
+            head_buf: Vec::with_capacity(256),
             meter,
         };
         // Idle keep-alive HTTP connections of this thread, polled with the listeners.
         let mut parked: Vec<HttpConn> = Vec::new();
         let idle_timeout = shared.socket_timeout;
+        let mut fds: Vec<RawFd> = Vec::new();
         loop {
-            let fds: Vec<RawFd> = parked.iter().map(HttpConn::raw_fd).collect();
+            fds.clear();
+            fds.extend(parked.iter().map(HttpConn::raw_fd));
             let deadline = parked.iter().map(|c| c.idle_since + idle_timeout).min();
             let woke = py.detach(|| wait(listeners, wake, shared, &fds, deadline));
             let Some(woke) = woke else {
@@ -330,21 +333,26 @@ fn wait(
     // sees us here or we see `stopping` and leave without accepting.
     let _counted = InAccept::enter(shared);
     // Try every listener before polling: under load the backlog is rarely empty, and
-    // a successful accept saves the poll(2).
-    let mut try_accept: Vec<usize> = (0..listeners.len()).collect();
+    // a successful accept saves the poll(2). After a poll, only the readable ones.
+    // (A bit per listener; past 128 listeners the rest are always tried, which is
+    // harmless: accept does not block.)
+    let all = |n: usize| {
+        if n >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        }
+    };
+    let mut try_accept = all(listeners.len());
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return None;
         }
-        for i in try_accept.drain(..) {
-            let got = match &listeners[i].kind {
-                ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::unix(s)),
-                ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
-                    let _ = s.set_nodelay(true);
-                    Stream::tcp(s)
-                }),
-            };
-            match got {
+        for (i, listener) in listeners.iter().enumerate() {
+            if try_accept & (1u128 << i.min(127)) == 0 {
+                continue;
+            }
+            match accept(listener) {
                 Ok(s) => {
                     return Some(Woke {
                         accepted: Some((s, i)),
@@ -355,7 +363,7 @@ fn wait(
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    tracing::warn!("accept on {} failed: {e}", listeners[i].name);
+                    tracing::warn!("accept on {} failed: {e}", listener.name);
                     // EMFILE and friends: back off briefly instead of spinning.
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -406,9 +414,14 @@ fn wait(
         let ready: Vec<usize> = (0..parked.len())
             .filter(|&i| fds[base + i].any().unwrap_or(false))
             .collect();
-        try_accept.extend((0..listeners.len()).filter(|&i| fds[i].any().unwrap_or(false)));
+        try_accept = 0;
+        for (i, fd) in fds[..listeners.len()].iter().enumerate() {
+            if fd.any().unwrap_or(false) {
+                try_accept |= 1u128 << i.min(127);
+            }
+        }
         drop(fds);
-        if !ready.is_empty() && try_accept.is_empty() {
+        if !ready.is_empty() && try_accept == 0 {
             return Some(Woke {
                 accepted: None,
                 ready,
@@ -416,14 +429,11 @@ fn wait(
         }
         if !ready.is_empty() {
             // Both: take the new connection too if there is one.
-            for &i in &try_accept {
-                if let Ok(s) = match &listeners[i].kind {
-                    ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::unix(s)),
-                    ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
-                        let _ = s.set_nodelay(true);
-                        Stream::tcp(s)
-                    }),
-                } {
+            for (i, listener) in listeners.iter().enumerate() {
+                if try_accept & (1u128 << i.min(127)) == 0 {
+                    continue;
+                }
+                if let Ok(s) = accept(listener) {
                     return Some(Woke {
                         accepted: Some((s, i)),
                         ready,
@@ -435,6 +445,17 @@ fn wait(
                 ready,
             });
         }
+    }
+}
+
+/// One non-blocking accept on `l` (TCP connections get TCP_NODELAY).
+fn accept(l: &Listener) -> std::io::Result<Stream> {
+    match &l.kind {
+        ListenerKind::Unix(l) => l.accept().map(|(s, _)| Stream::unix(s)),
+        ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            Stream::tcp(s)
+        }),
     }
 }
 

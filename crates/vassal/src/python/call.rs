@@ -174,9 +174,22 @@ fn send_sequence<'py>(
     resp: &SharedResponse,
     items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
 ) -> PyResult<()> {
-    let items: Vec<Bound<'py, PyAny>> = items.collect();
+    let mut items = items;
+    // The usual `[body]` needs no Vec.
+    let one: [Bound<'py, PyAny>; 1];
+    let many: Vec<Bound<'py, PyAny>>;
+    let items: &[Bound<'py, PyAny>] = match (items.len(), items.next()) {
+        (1, Some(only)) => {
+            one = [only];
+            &one
+        }
+        (_, first) => {
+            many = first.into_iter().chain(items).collect();
+            &many
+        }
+    };
     let mut total = 0u64;
-    for i in &items {
+    for i in items {
         total += as_bytes(i)?.as_bytes().len() as u64;
     }
     if total > 0 && !lock(resp).has_status() {
@@ -212,7 +225,7 @@ fn send_sequence<'py>(
         return Ok(());
     }
     let mut first = true;
-    for i in &items {
+    for i in items {
         let data = i.cast::<PyBytes>()?.as_bytes();
         if data.is_empty() {
             continue;

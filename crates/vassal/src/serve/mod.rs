@@ -32,6 +32,8 @@ pub struct ThreadState {
     pub env: EnvironBuilder,
     pub vars: VarList,
     pub buf: Vec<u8>,
+    /// The response head is built here (kept from request to request).
+    pub head_buf: Vec<u8>,
     /// This thread's scoreboard slot.
     pub meter: crate::meter::Meter,
 }
@@ -93,7 +95,8 @@ pub fn run_request(
         started,
     } = req;
     let body = Arc::new(Mutex::new(Some(body)));
-    let mut response = crate::response::Response::new(stream.clone(), proto);
+    let mut response =
+        crate::response::Response::new(stream.clone(), proto, std::mem::take(&mut ts.head_buf));
     response.set_head_flag(ts.meter.head_flag());
     let resp = Arc::new(Mutex::new(response));
     ts.meter.begin(stream.raw_fd());
@@ -116,7 +119,8 @@ pub fn run_request(
     };
     ts.meter.end(raised);
     let (code, sent, keep_alive) = {
-        let r = lock(&resp);
+        let mut r = lock(&resp);
+        ts.head_buf = r.take_head_buf();
         (r.code(), r.sent, r.keep_alive())
     };
     log_request(shared, &ts.vars, code, sent, started);

@@ -55,9 +55,11 @@ pub fn cgi_vars(head: &RequestHead, info: &ServerInfo, mut f: impl FnMut(&str, &
             || name.eq_ignore_ascii_case("content-type")
             || name.eq_ignore_ascii_case("content-length"))
     };
-    // One `HTTP_*` name buffer for the whole request. Header counts are bounded by
-    // Limits::max_headers, so finding repeats by scanning is cheaper than a map.
-    let mut key = String::new();
+    // `HTTP_*` names are built on the stack (heap only for very long names). Header
+    // counts are bounded by Limits::max_headers, so finding repeats by scanning is
+    // cheaper than a map.
+    let mut stack = [0u8; 128];
+    let mut long = String::new();
     let mut joined = Vec::new();
     for (i, (name, value)) in head.headers.iter().enumerate() {
         if !passed(name) {
@@ -67,10 +69,10 @@ pub fn cgi_vars(head: &RequestHead, info: &ServerInfo, mut f: impl FnMut(&str, &
         if head.headers[..i].iter().any(|(n, _)| same(n)) {
             continue; // joined into its first occurrence already
         }
-        cgi_header_name_into(&mut key, name);
+        let key = cgi_header_name_in(&mut stack, &mut long, name);
         let mut later = head.headers[i + 1..].iter().filter(|(n, _)| same(n));
         match later.next() {
-            None => f(&key, value),
+            None => f(key, value),
             Some((_, second)) => {
                 let sep: &[u8] = if key == "HTTP_COOKIE" { b"; " } else { b", " };
                 joined.clear();
@@ -79,20 +81,39 @@ pub fn cgi_vars(head: &RequestHead, info: &ServerInfo, mut f: impl FnMut(&str, &
                     joined.extend_from_slice(sep);
                     joined.extend_from_slice(v);
                 }
-                f(&key, &joined);
+                f(key, &joined);
             }
         }
     }
 }
 
-/// Sets `key` to `HTTP_` + the name upper-cased with `-` turned into `_`.
-fn cgi_header_name_into(key: &mut String, name: &str) {
-    key.clear();
-    key.push_str("HTTP_");
-    key.extend(name.chars().map(|c| match c {
+/// `HTTP_` + the name upper-cased with `-` turned into `_`, in `stack` when it fits,
+/// else in `long`.
+fn cgi_header_name_in<'a>(stack: &'a mut [u8; 128], long: &'a mut String, name: &str) -> &'a str {
+    let map = |c: u8| {
+        if c == b'-' {
+            b'_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    };
+    if name.is_ascii() && name.len() + 5 <= stack.len() {
+        stack[..5].copy_from_slice(b"HTTP_");
+        for (d, &c) in stack[5..].iter_mut().zip(name.as_bytes()) {
+            *d = map(c);
+        }
+        // ASCII in, ASCII out.
+        if let Ok(s) = std::str::from_utf8(&stack[..5 + name.len()]) {
+            return s;
+        }
+    }
+    long.clear();
+    long.push_str("HTTP_");
+    long.extend(name.chars().map(|c| match c {
         '-' => '_',
         c => c.to_ascii_uppercase(),
     }));
+    long
 }
 
 /// Splits a request-target into (path, query) per PEP 3333: drop a `#fragment`, drop

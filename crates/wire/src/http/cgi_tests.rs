@@ -96,3 +96,20 @@ fn chunked_request_has_no_length_or_te() {
     assert_eq!(get(&v, "HTTPS"), None);
     assert_eq!(get(&v, "SERVER_PROTOCOL"), Some(&b"HTTP/1.1"[..]));
 }
+
+#[test]
+fn header_names_of_any_length() {
+    // Names of 2, 123 (with "HTTP_", exactly the 128-byte stack buffer), 124 and 301 bytes.
+    for len in [1usize, 122, 123, 300] {
+        let name = format!("x-{}", "a".repeat(len - 1));
+        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{name}: v\r\n{name}: w\r\n\r\n");
+        let v = vars(raw.as_bytes(), &INFO);
+        let key = format!("HTTP_X_{}", "A".repeat(len - 1));
+        assert_eq!(
+            get(&v, &key),
+            Some(&b"v, w"[..]),
+            "name of {} bytes",
+            name.len()
+        );
+    }
+}
