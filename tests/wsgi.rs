@@ -742,3 +742,40 @@ fn an_app_thread_runs_while_the_only_serving_thread_waits_for_a_client() {
         v.fail(&format!("the slow request: {}", r.summary()));
     }
 }
+
+/// wsgi.input, start_response and write are reused by the next request only when the
+/// app kept no reference to them. Objects an app keeps from an earlier request cannot
+/// touch a later request's response or body.
+#[test]
+fn objects_an_app_keeps_never_reach_a_later_request() {
+    let tmp = TempDir::new("kept");
+    let (v, sock) = uwsgi_vassal(&tmp, "features.py", &["--processes", "1"]);
+    let r = uwsgi::get(&sock, "/keep");
+    if r.status != 200 || r.body != b"kept" {
+        v.fail(&format!("/keep: {}", r.summary()));
+    }
+    for (round, uri) in ["/use_kept", "/use_kept?drop=1"].iter().enumerate() {
+        let r = uwsgi::request(&sock, "POST", uri, b"this request's body");
+        if r.status != 200 {
+            v.fail(&format!("{uri}: {}", r.summary()));
+        }
+        let doc = r.json();
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("INJECTED"),
+            "round {round}: a kept write() reached a later response: {}",
+            r.summary()
+        );
+        assert_eq!(
+            doc["input"], "",
+            "round {round}: a kept wsgi.input read a later body"
+        );
+        assert_ne!(doc["start_response"], "no error", "round {round}: {doc}");
+    }
+    // After the app let go of them, requests go on normally (and reuse objects).
+    for _ in 0..3 {
+        let r = uwsgi::request(&sock, "POST", "/upload", b"abc");
+        if r.status != 200 || r.json()["bytes"] != 3 {
+            v.fail(&format!("/upload after: {}", r.summary()));
+        }
+    }
+}

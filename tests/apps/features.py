@@ -267,6 +267,39 @@ def ticker_app(environ, start_response):
     return _json(start_response, {"started": True})
 
 
+_kept = {}
+
+
+def keep_app(environ, start_response):
+    """Keeps this request's wsgi.input, start_response and write for /use_kept."""
+    write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
+    _kept.update(input=environ["wsgi.input"], start_response=start_response, write=write)
+    return [b"kept"]
+
+
+def use_kept_app(environ, start_response):
+    """Uses the objects /keep kept (they belong to an earlier request), then answers
+    normally; reports what the kept objects did."""
+    report = {}
+    try:
+        _kept["write"](b"INJECTED")
+        report["write"] = "no error"
+    except Exception as e:
+        report["write"] = type(e).__name__
+    try:
+        report["input"] = _kept["input"].read().decode("latin-1")
+    except Exception as e:
+        report["input"] = type(e).__name__
+    try:
+        _kept["start_response"]("500 Oops", [])
+        report["start_response"] = "no error"
+    except Exception as e:
+        report["start_response"] = type(e).__name__
+    if _query(environ).get("drop"):
+        _kept.clear()
+    return _json(start_response, report)
+
+
 def start_app(environ, start_response):
     status, headers = START_CASES[_query(environ)["case"]]
     start_response(status, headers)
@@ -292,6 +325,8 @@ ROUTES = {
     "/sleep": sleep_app,
     "/start": start_app,
     "/ticker": ticker_app,
+    "/keep": keep_app,
+    "/use_kept": use_kept_app,
 }
 
 

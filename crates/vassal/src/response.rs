@@ -9,7 +9,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::conn::Stream;
 
@@ -40,7 +40,12 @@ enum Framing {
 
 #[derive(Debug)]
 pub struct Response {
-    stream: Arc<Stream>,
+    /// Weak: the connection belongs to the code serving it, and closes when that is
+    /// done with it even if the app kept `write` (which holds this response).
+    stream: Weak<Stream>,
+    /// The request is over: nothing more may be written (an app's kept `write` must
+    /// not reach the connection's next request).
+    over: bool,
     proto: Proto,
     /// The status line after the protocol and the app's header lines, latin-1, each
     /// line ended by CRLF ("200 OK\r\nContent-Type: text/plain\r\n"); None before
@@ -66,10 +71,11 @@ const COALESCE: usize = 16 * 1024;
 impl Response {
     /// `head_buf` is a buffer to build the head in (its capacity is reused; see
     /// [`Response::take_head_buf`]).
-    pub fn new(stream: Arc<Stream>, proto: Proto, mut head_buf: Vec<u8>) -> Self {
+    pub fn new(stream: &Arc<Stream>, proto: Proto, mut head_buf: Vec<u8>) -> Self {
         head_buf.clear();
         Response {
-            stream,
+            stream: Arc::downgrade(stream),
+            over: false,
             proto,
             start: None,
             code: 0,
@@ -213,6 +219,24 @@ impl Response {
         e
     }
 
+    /// Marks the request over: later writes fail.
+    pub fn end(&mut self) {
+        self.over = true;
+    }
+
+    /// The connection, while the request is being served.
+    fn live_stream(&self) -> io::Result<Arc<Stream>> {
+        if self.over {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the request is over",
+            ));
+        }
+        self.stream
+            .upgrade()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
+    }
+
     /// Sends the head (if not yet sent) and `data`. `total` is passed when `data` is
     /// known to be the entire body.
     pub fn write_body(&mut self, data: &[u8], total: Option<u64>) -> io::Result<()> {
@@ -222,6 +246,7 @@ impl Response {
                 "response aborted",
             ));
         }
+        let stream = self.live_stream()?;
         let first = !self.headers_sent();
         if first {
             self.prepare_head(total);
@@ -247,29 +272,26 @@ impl Response {
             let size = format!("{:x}\r\n", data.len());
             if first {
                 let head = std::mem::take(&mut self.head_buf);
-                let r = self
-                    .stream
-                    .write_all_vectored(&[&head, size.as_bytes(), data, b"\r\n"]);
+                let r = stream.write_all_vectored(&[&head, size.as_bytes(), data, b"\r\n"]);
                 self.head_buf = head;
                 r
             } else {
-                self.stream
-                    .write_all_vectored(&[size.as_bytes(), data, b"\r\n"])
+                stream.write_all_vectored(&[size.as_bytes(), data, b"\r\n"])
             }
         } else if first {
             if data.len() <= COALESCE {
                 self.head_buf.extend_from_slice(data);
-                self.stream.write_all(&self.head_buf)
+                stream.write_all(&self.head_buf)
             } else {
                 let head = std::mem::take(&mut self.head_buf);
-                let r = self.stream.write_all_vectored(&[&head, data]);
+                let r = stream.write_all_vectored(&[&head, data]);
                 self.head_buf = head;
                 r
             }
         } else if data.is_empty() {
             Ok(())
         } else {
-            self.stream.write_all(data)
+            stream.write_all(data)
         };
         result.map_err(|e| self.fail(e))?;
         self.sent += data.len() as u64;
@@ -289,6 +311,7 @@ impl Response {
                 "response aborted",
             ));
         }
+        let stream = self.live_stream()?;
         if !self.headers_sent() {
             let total = if self.app_length.is_some() {
                 None
@@ -297,7 +320,7 @@ impl Response {
             };
             self.prepare_head(total);
             let head = std::mem::take(&mut self.head_buf);
-            let r = self.stream.write_all(&head);
+            let r = stream.write_all(&head);
             self.head_buf = head;
             r.map_err(|e| self.fail(e))?;
         }
@@ -308,12 +331,12 @@ impl Response {
             _ => len,
         };
         // sendfile blocks: the socket-timeout must be in force first.
-        self.stream.ensure_timeouts().map_err(|e| self.fail(e))?;
+        stream.ensure_timeouts().map_err(|e| self.fail(e))?;
         let mut off = offset as i64;
         let end = offset + len;
         while (off as u64) < end {
             let want = ((end - off as u64) as usize).min(1 << 30);
-            match nix::sys::sendfile::sendfile(&*self.stream, fd, Some(&mut off), want) {
+            match nix::sys::sendfile::sendfile(&*stream, fd, Some(&mut off), want) {
                 Ok(0) => break, // file shrank
                 Ok(n) => {
                     self.sent += n as u64;
@@ -340,7 +363,7 @@ impl Response {
         match self.framing {
             Framing::Chunked => {
                 self.framing = Framing::NoBody;
-                let r = self.stream.write_all(b"0\r\n\r\n");
+                let r = self.live_stream().and_then(|s| s.write_all(b"0\r\n\r\n"));
                 r.map_err(|e| self.fail(e))
             }
             Framing::Length { remaining } if remaining > 0 => {

@@ -219,6 +219,7 @@ fn serve_thread(
         };
         let mut ts = ThreadState {
             env,
+            handed: Default::default(),
             vars: VarList::default(),
             buf: Vec::new(),
             head_buf: Vec::with_capacity(256),

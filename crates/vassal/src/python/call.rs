@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use super::environ::EnvironBuilder;
-use super::wsgi::{FileWrapper, Input, SharedResponse, StartResponse};
+use super::wsgi::{FileWrapper, Handed, SharedResponse};
 use crate::body::{lock, SharedBody};
 use crate::vars::VarList;
 
@@ -27,7 +27,25 @@ pub struct Request<'a> {
 }
 
 /// Calls the app and sends its response; returns true when the app raised.
-pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Request<'_>) -> bool {
+pub fn run(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    env: &mut EnvironBuilder,
+    handed: &mut Handed,
+    req: Request<'_>,
+) -> bool {
+    let raised = call_and_send(py, app, env, handed, &req);
+    handed.release(py);
+    raised
+}
+
+fn call_and_send(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    env: &mut EnvironBuilder,
+    handed: &mut Handed,
+    req: &Request<'_>,
+) -> bool {
     let label = || {
         let m = req.vars.get(b"REQUEST_METHOD").unwrap_or(b"?");
         let u = req
@@ -42,27 +60,22 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, env: &mut EnvironBuilder, req: Reque
         )
     };
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
-        let input = Bound::new(py, Input::new(req.body.clone()))?;
+        let input = handed.input(py, req.body.clone())?;
         let environ = env.build(py, req.vars.iter(), input.into_any(), req.chunked_input)?;
-        let sr = Bound::new(
-            py,
-            StartResponse {
-                resp: req.resp.clone(),
-            },
-        )?;
+        let sr = handed.start_response(py, req.resp.clone())?;
         app.bind(py).call1((environ, sr))
     })();
     let result = match result {
         Ok(r) => r,
         Err(e) => {
-            app_failed(py, &req, e, &label());
+            app_failed(py, req, e, &label());
             return true;
         }
     };
     let mut raised = false;
     if let Err(e) = send_result(py, &req.resp, &result) {
         raised = true;
-        app_failed(py, &req, e, &label());
+        app_failed(py, req, e, &label());
     }
     // PEP 3333: close() exactly once, whatever happened while iterating.
     if !(result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>()) {

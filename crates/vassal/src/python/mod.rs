@@ -12,7 +12,7 @@ pub use interpreter::{
     extend_sys_path, initialize, load_app, AppSource, InitError, LoadError, BUILD_PYTHON,
     BUILD_PYTHON_VERSION,
 };
-pub use wsgi::SharedResponse;
+pub use wsgi::{Handed, SharedResponse};
 
 pub use pyo3::{Py, PyAny, Python};
 

@@ -16,7 +16,94 @@ pub type SharedResponse = Arc<Mutex<Response>>;
 
 #[pyclass(module = "vassal", name = "start_response")]
 pub struct StartResponse {
-    pub resp: SharedResponse,
+    /// None between requests (the object waits in [`Handed`] for the next one).
+    resp: Option<SharedResponse>,
+    /// The write callable handed out last, refilled for the next call when the app
+    /// kept no reference to it.
+    write: Mutex<Option<Py<Write>>>,
+}
+
+fn request_over() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err("the request this object belonged to is over")
+}
+
+/// True when `o` is referenced only from where the caller holds it.
+fn sole<T>(o: &Py<T>) -> bool {
+    // SAFETY: reading the reference count of a live object (attached: callers hold
+    // a Python token).
+    unsafe { pyo3::ffi::Py_REFCNT(o.as_ptr()) == 1 }
+}
+
+/// The objects a serving thread hands to the app (`wsgi.input`, `start_response` and
+/// the `write` it returns), kept from request to request: when the app kept no
+/// reference to one it is refilled instead of allocated and freed again. Emptied
+/// after every request, so the response, the body and the connection are released
+/// at once; an object the app still holds is left to it and forgotten here.
+#[derive(Default)]
+pub struct Handed {
+    input: Option<Py<Input>>,
+    start: Option<Py<StartResponse>>,
+}
+
+impl Handed {
+    pub fn input<'py>(&mut self, py: Python<'py>, body: SharedBody) -> PyResult<Bound<'py, Input>> {
+        if let Some(obj) = self.input.as_ref().filter(|o| sole(o)) {
+            let obj = obj.bind(py);
+            {
+                let mut i = obj.borrow_mut();
+                i.body = Some(body);
+                lock(&i.ahead).clear();
+            }
+            return Ok(obj.clone());
+        }
+        let obj = Bound::new(py, Input::new(body))?;
+        self.input = Some(obj.clone().unbind());
+        Ok(obj)
+    }
+
+    pub fn start_response<'py>(
+        &mut self,
+        py: Python<'py>,
+        resp: SharedResponse,
+    ) -> PyResult<Bound<'py, StartResponse>> {
+        if let Some(obj) = self.start.as_ref().filter(|o| sole(o)) {
+            let obj = obj.bind(py);
+            obj.borrow_mut().resp = Some(resp);
+            return Ok(obj.clone());
+        }
+        let obj = Bound::new(
+            py,
+            StartResponse {
+                resp: Some(resp),
+                write: Mutex::new(None),
+            },
+        )?;
+        self.start = Some(obj.clone().unbind());
+        Ok(obj)
+    }
+
+    /// After a request: empties what can be kept, forgets what the app still holds.
+    pub fn release(&mut self, py: Python<'_>) {
+        if let Some(obj) = self.input.take().filter(sole) {
+            obj.bind(py).borrow_mut().body = None;
+            self.input = Some(obj);
+        }
+        if let Some(obj) = self.start.take().filter(sole) {
+            {
+                let mut sr = obj.bind(py).borrow_mut();
+                sr.resp = None;
+                let mut w = lock(&sr.write);
+                match w.take().filter(sole) {
+                    Some(write) => {
+                        write.bind(py).borrow_mut().resp = None;
+                        *w = Some(write);
+                    }
+                    None => *w = None,
+                }
+            }
+            self.start = Some(obj);
+        }
+    }
 }
 
 #[pymethods]
@@ -30,8 +117,9 @@ impl StartResponse {
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Write>> {
         let exc_info = exc_info.filter(|e| !e.is_none());
+        let resp = self.resp.as_ref().ok_or_else(request_over)?;
         {
-            let r = lock(&self.resp);
+            let r = lock(resp);
             if let Some(info) = exc_info {
                 if r.headers_sent() {
                     // PEP 3333: too late to change the response; re-raise the app's
@@ -49,13 +137,20 @@ impl StartResponse {
         let mut start = Vec::with_capacity(128);
         let code = parse_status(status, &mut start)?;
         let app_length = parse_headers(headers, &mut start)?;
-        lock(&self.resp).set_start(code, start, app_length);
-        Py::new(
+        lock(resp).set_start(code, start, app_length);
+        let mut kept = lock(&self.write);
+        if let Some(write) = kept.as_ref().filter(|o| sole(o)) {
+            write.bind(py).borrow_mut().resp = Some(resp.clone());
+            return Ok(write.clone_ref(py));
+        }
+        let write = Py::new(
             py,
             Write {
-                resp: self.resp.clone(),
+                resp: Some(resp.clone()),
             },
-        )
+        )?;
+        *kept = Some(write.clone_ref(py));
+        Ok(write)
     }
 }
 
@@ -130,7 +225,8 @@ fn parse_headers(headers: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<Opti
 /// The `write(data)` callable returned by `start_response` (legacy imperative API).
 #[pyclass(module = "vassal")]
 pub struct Write {
-    resp: SharedResponse,
+    /// None between requests.
+    resp: Option<SharedResponse>,
 }
 
 #[pymethods]
@@ -139,13 +235,13 @@ impl Write {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
-        if !lock(&self.resp).has_status() {
+        let resp = self.resp.as_ref().ok_or_else(request_over)?;
+        if !lock(resp).has_status() {
             return Err(PyAssertionError::new_err(
                 "write() called before start_response()",
             ));
         }
         let bytes = data.as_bytes();
-        let resp = &self.resp;
         py.detach(|| lock(resp).write_body(bytes, None))
             .map_err(|e| PyOSError::new_err(format!("write error: {e}")))
     }
@@ -154,7 +250,8 @@ impl Write {
 /// `wsgi.input`: a read-only file-like view of the request body.
 #[pyclass(module = "vassal", name = "Input")]
 pub struct Input {
-    body: SharedBody,
+    /// None between requests: reads then return EOF.
+    body: Option<SharedBody>,
     /// Bytes read from the body but not yet returned (readline lookahead).
     ahead: Mutex<Vec<u8>>,
 }
@@ -164,14 +261,16 @@ const BLOCK: usize = 64 * 1024;
 impl Input {
     pub fn new(body: SharedBody) -> Self {
         Input {
-            body,
+            body: Some(body),
             ahead: Mutex::new(Vec::new()),
         }
     }
 
     /// Reads up to `max` more body bytes, appending to `out`. Returns 0 at the end.
     fn pull(&self, py: Python<'_>, out: &mut Vec<u8>, max: usize) -> PyResult<usize> {
-        let body = &self.body;
+        let Some(body) = &self.body else {
+            return Ok(0);
+        };
         let start = out.len();
         out.resize(start + max, 0);
         let dst = &mut out[start..];

@@ -30,6 +30,8 @@ pub struct Shared {
 /// Per-thread state reused from request to request.
 pub struct ThreadState {
     pub env: EnvironBuilder,
+    /// wsgi.input, start_response and write, reused between requests.
+    pub handed: crate::python::Handed,
     pub vars: VarList,
     pub buf: Vec<u8>,
     /// The response head is built here (kept from request to request).
@@ -96,7 +98,7 @@ pub fn run_request(
     } = req;
     let body = Arc::new(Mutex::new(Some(body)));
     let mut response =
-        crate::response::Response::new(stream.clone(), proto, std::mem::take(&mut ts.head_buf));
+        crate::response::Response::new(stream, proto, std::mem::take(&mut ts.head_buf));
     response.set_head_flag(ts.meter.head_flag());
     let resp = Arc::new(Mutex::new(response));
     ts.meter.begin(stream.raw_fd());
@@ -105,6 +107,7 @@ pub fn run_request(
             py,
             app,
             &mut ts.env,
+            &mut ts.handed,
             crate::python::Request {
                 vars: &ts.vars,
                 body: body.clone(),
@@ -120,6 +123,7 @@ pub fn run_request(
     ts.meter.end(raised);
     let (code, sent, keep_alive) = {
         let mut r = lock(&resp);
+        r.end();
         ts.head_buf = r.take_head_buf();
         (r.code(), r.sent, r.keep_alive())
     };
