@@ -12,7 +12,7 @@ is not counted; see bench/floor for that side).
     python3 bench/callgrind.py --only vassal-uwsgi-hello
 
 Rows: vassal and uWSGI on a uwsgi socket (the packet nginx's uwsgi_params sends, one
-connection per request, like uwsgi_pass), hello world and Django; vassal and bjoern on
+connection per request, like uwsgi_pass), hello world, Flask and Django; vassal and bjoern on
 HTTP/1.1 keep-alive (one connection, sequential requests), hello world. Needs valgrind
 and the bench venv (scripts/bench.sh makes it). Stdlib only.
 """
@@ -126,6 +126,7 @@ def count(row: str, n: int, tmp: Path) -> int:
     d = Path(tempfile.mkdtemp(dir=tmp))
     chdir, module, venv = {
         "hello": (APPS, "hello:application", False),
+        "flask": (APPS, "flask_app:application", True),
         "django": (APPS / "django_project", "benchsite.wsgi:application", True),
     }[app]
     sock, port = str(d / "app.sock"), 18000 + os.getpid() % 1000
@@ -169,7 +170,7 @@ def count(row: str, n: int, tmp: Path) -> int:
 
 
 ROWS = ["vassal-uwsgi-hello", "uwsgi-uwsgi-hello", "vassal-http-hello", "bjoern-http-hello",
-        "vassal-uwsgi-django", "uwsgi-uwsgi-django"]
+        "vassal-uwsgi-flask", "uwsgi-uwsgi-flask", "vassal-uwsgi-django", "uwsgi-uwsgi-django"]
 
 
 def main() -> int:
