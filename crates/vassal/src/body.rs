@@ -70,6 +70,14 @@ impl Body {
         self.continue_pending
     }
 
+    /// Body bytes still to come, when the length is known (not chunked).
+    pub fn remaining(&self) -> Option<u64> {
+        match &self.framing {
+            Framing::Length { remaining } => Some(*remaining),
+            Framing::Chunked { .. } => None,
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         match &self.framing {
             Framing::Length { remaining } => *remaining == 0,

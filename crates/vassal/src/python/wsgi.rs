@@ -290,6 +290,45 @@ impl Input {
         }
     }
 
+    /// `read(n)` with nothing looked ahead, on a body of known length: the bytes object
+    /// is made at its final size and filled straight from the connection, one copy
+    /// instead of two (and no Vec). None when that does not apply.
+    fn read_direct<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(body) = &self.body else {
+            return Ok(None);
+        };
+        if !lock(&self.ahead).is_empty() {
+            return Ok(None);
+        }
+        let Some(remaining) = lock(body).as_ref().and_then(|b| b.remaining()) else {
+            return Ok(None);
+        };
+        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(n);
+        let bytes = PyBytes::new_with(py, want, |buf| {
+            let mut filled = 0;
+            while filled < want {
+                let dst = &mut buf[filled..];
+                let r = py.detach(|| match lock(body).as_mut() {
+                    Some(b) => b.read(dst),
+                    None => Ok(0),
+                });
+                match r {
+                    Ok(0) => {
+                        return Err(PyOSError::new_err(
+                            "error reading wsgi.input: the request is over",
+                        ))
+                    }
+                    Ok(k) => filled += k,
+                    Err(e) => {
+                        return Err(PyOSError::new_err(format!("error reading wsgi.input: {e}")))
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Some(bytes))
+    }
+
     fn read_n(&self, py: Python<'_>, size: Option<usize>) -> PyResult<Vec<u8>> {
         let mut out = std::mem::take(&mut *lock(&self.ahead));
         match size {
@@ -354,7 +393,13 @@ impl Input {
         py: Python<'py>,
         size: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.read_n(py, size_arg(size)?)?;
+        let size = size_arg(size)?;
+        if let Some(n) = size.filter(|&n| n > 0) {
+            if let Some(bytes) = self.read_direct(py, n)? {
+                return Ok(bytes);
+            }
+        }
+        let data = self.read_n(py, size)?;
         Ok(PyBytes::new(py, &data))
     }
 
