@@ -694,13 +694,13 @@ fn request_variables_cannot_replace_wsgi_entries() {
 }
 
 /// The only serving thread of a worker keeps the GIL around socket I/O while no other
-/// Python thread exists (a saving of three GIL hand-offs per request). Once the app has
-/// started a thread, that thread must run while the serving thread waits for a slow
-/// client.
+/// Python thread exists (a saving of three GIL hand-offs per request). An app thread,
+/// started during a request or (with lazy-apps) while the worker imported the app, must
+/// run while the serving thread waits for a slow client.
 #[test]
 fn an_app_thread_runs_while_the_only_serving_thread_waits_for_a_client() {
-    use std::io::Write as _;
     let tmp = TempDir::new("gil");
+    let ticks = tmp.path().join("ticks");
     // A socket-timeout longer than the wait below: the stalled read must still be
     // pending while the ticks are counted.
     let (v, sock) = uwsgi_vassal(
@@ -708,13 +708,38 @@ fn an_app_thread_runs_while_the_only_serving_thread_waits_for_a_client() {
         "features.py",
         &["--processes", "1", "--socket-timeout", "60"],
     );
-    let ticks = tmp.path().join("ticks");
     let r = uwsgi::get(&sock, &format!("/ticker?file={}", ticks.display()));
     if r.status != 200 {
         v.fail(&format!("/ticker: {}", r.summary()));
     }
+    ticks_while_stalled(&sock, &ticks, "/head");
+    drop(v);
+
+    let tmp = TempDir::new("gil-lazy");
+    let ticks = tmp.path().join("ticks");
+    let env = format!("TICKS_FILE={}", ticks.display());
+    let (_v, sock) = uwsgi_vassal(
+        &tmp,
+        "ticker_at_import.py",
+        &[
+            "--processes",
+            "1",
+            "--lazy-apps",
+            "--socket-timeout",
+            "60",
+            "--env",
+            &env,
+        ],
+    );
+    ticks_while_stalled(&sock, &ticks, "/");
+}
+
+/// Stalls a uwsgi request halfway through its header and waits until the ticker has
+/// written 50 more ticks to `ticks`, then completes the request.
+fn ticks_while_stalled(sock: &std::path::Path, ticks: &std::path::Path, uri: &str) {
+    use std::io::Write as _;
     let read = || {
-        std::fs::read_to_string(&ticks)
+        std::fs::read_to_string(ticks)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
     };
@@ -723,10 +748,8 @@ fn an_app_thread_runs_while_the_only_serving_thread_waits_for_a_client() {
         "the ticker thread's first tick",
         || read().is_some(),
     );
-    // A client that sends half a request header and stalls: the serving thread blocks
-    // reading it.
-    let packet = uwsgi::packet(&uwsgi::vars("GET", "/head", 0), b"");
-    let mut slow = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let packet = uwsgi::packet(&uwsgi::vars("GET", uri, 0), b"");
+    let mut slow = std::os::unix::net::UnixStream::connect(sock).unwrap();
     slow.write_all(&packet[..2]).unwrap();
     let before = read().unwrap();
     wait::wait_until(
@@ -738,9 +761,7 @@ fn an_app_thread_runs_while_the_only_serving_thread_waits_for_a_client() {
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut slow, &mut raw).unwrap();
     let r = http::parse_response(&raw).unwrap();
-    if r.status != 200 {
-        v.fail(&format!("the slow request: {}", r.summary()));
-    }
+    assert_eq!(r.status, 200, "the stalled request: {}", r.summary());
 }
 
 /// wsgi.input, start_response and write are reused by the next request only when the

@@ -81,10 +81,13 @@ fn thread_states(_py: Python<'_>) -> usize {
     }
 }
 
-/// Marks the calling thread as a worker's only serving thread (`threads = 1`).
+/// Marks the calling thread as a worker's only serving thread (`threads = 1`). With
+/// more than two thread states (the worker's main thread and this one) the app has
+/// threads of its own (started while imported, under `lazy-apps`): then the GIL is
+/// always released.
 pub fn serving_alone(py: Python<'_>) {
     let n = thread_states(py);
-    ALONE_AT.with(|a| a.set(Some(n)));
+    ALONE_AT.with(|a| a.set((n <= 2).then_some(n)));
 }
 
 /// Runs socket I/O of the current request. The GIL is released around it, so other

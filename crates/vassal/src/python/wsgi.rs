@@ -49,12 +49,12 @@ impl Handed {
     pub fn input<'py>(&mut self, py: Python<'py>, body: SharedBody) -> PyResult<Bound<'py, Input>> {
         if let Some(obj) = self.input.as_ref().filter(|o| sole(o)) {
             let obj = obj.bind(py);
-            {
-                let mut i = obj.borrow_mut();
-                i.body = Some(body);
+            if let Ok(mut i) = obj.try_borrow_mut() {
+                i.body = Some(body.clone());
                 lock(&i.ahead).clear();
+                drop(i);
+                return Ok(obj.clone());
             }
-            return Ok(obj.clone());
         }
         let obj = Bound::new(py, Input::new(body))?;
         self.input = Some(obj.clone().unbind());
@@ -68,8 +68,11 @@ impl Handed {
     ) -> PyResult<Bound<'py, StartResponse>> {
         if let Some(obj) = self.start.as_ref().filter(|o| sole(o)) {
             let obj = obj.bind(py);
-            obj.borrow_mut().resp = Some(resp);
-            return Ok(obj.clone());
+            if let Ok(mut sr) = obj.try_borrow_mut() {
+                sr.resp = Some(resp.clone());
+                drop(sr);
+                return Ok(obj.clone());
+            }
         }
         let obj = Bound::new(
             py,
@@ -84,24 +87,30 @@ impl Handed {
 
     /// After a request: empties what can be kept, forgets what the app still holds.
     pub fn release(&mut self, py: Python<'_>) {
+        // (A failed try_borrow_mut cannot happen with nobody else holding a reference;
+        // if it did, the object is simply not kept.)
         if let Some(obj) = self.input.take().filter(sole) {
-            obj.bind(py).borrow_mut().body = None;
-            self.input = Some(obj);
+            if let Ok(mut i) = obj.bind(py).try_borrow_mut() {
+                i.body = None;
+                drop(i);
+                self.input = Some(obj);
+            }
         }
         if let Some(obj) = self.start.take().filter(sole) {
-            {
-                let mut sr = obj.bind(py).borrow_mut();
+            if let Ok(mut sr) = obj.bind(py).try_borrow_mut() {
                 sr.resp = None;
                 let mut w = lock(&sr.write);
-                match w.take().filter(sole) {
-                    Some(write) => {
-                        write.bind(py).borrow_mut().resp = None;
-                        *w = Some(write);
-                    }
-                    None => *w = None,
-                }
+                *w = w.take().filter(sole).filter(|write| {
+                    write
+                        .bind(py)
+                        .try_borrow_mut()
+                        .map(|mut wr| wr.resp = None)
+                        .is_ok()
+                });
+                drop(w);
+                drop(sr);
+                self.start = Some(obj);
             }
-            self.start = Some(obj);
         }
     }
 }
@@ -140,8 +149,11 @@ impl StartResponse {
         lock(resp).set_start(code, start, app_length);
         let mut kept = lock(&self.write);
         if let Some(write) = kept.as_ref().filter(|o| sole(o)) {
-            write.bind(py).borrow_mut().resp = Some(resp.clone());
-            return Ok(write.clone_ref(py));
+            if let Ok(mut wr) = write.bind(py).try_borrow_mut() {
+                wr.resp = Some(resp.clone());
+                drop(wr);
+                return Ok(write.clone_ref(py));
+            }
         }
         let write = Py::new(
             py,
