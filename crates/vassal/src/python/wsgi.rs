@@ -286,10 +286,7 @@ impl Input {
         let start = out.len();
         out.resize(start + max, 0);
         let dst = &mut out[start..];
-        let r = py.detach(|| match lock(body).as_mut() {
-            Some(b) => b.read(dst),
-            None => Ok(0),
-        });
+        let r = read_body(py, body, dst);
         match r {
             Ok(n) => {
                 out.truncate(start + n);
@@ -320,10 +317,7 @@ impl Input {
             let mut filled = 0;
             while filled < want {
                 let dst = &mut buf[filled..];
-                let r = py.detach(|| match lock(body).as_mut() {
-                    Some(b) => b.read(dst),
-                    None => Ok(0),
-                });
+                let r = read_body(py, body, dst);
                 match r {
                     Ok(0) => {
                         return Err(PyOSError::new_err(
@@ -384,6 +378,14 @@ impl Input {
             }
         }
     }
+}
+
+/// Reads body bytes into `dst` with the GIL released (0 once the body is taken back).
+fn read_body(py: Python<'_>, body: &SharedBody, dst: &mut [u8]) -> std::io::Result<usize> {
+    py.detach(|| match lock(body).as_mut() {
+        Some(b) => b.read(dst),
+        None => Ok(0),
+    })
 }
 
 fn size_arg(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {

@@ -109,9 +109,9 @@ fn cgi_header_name_in<'a>(stack: &'a mut [u8; 128], long: &'a mut String, name: 
     }
     long.clear();
     long.push_str("HTTP_");
-    long.extend(name.chars().map(|c| match c {
-        '-' => '_',
-        c => c.to_ascii_uppercase(),
+    long.extend(name.chars().map(|c| match u8::try_from(c) {
+        Ok(b) => char::from(map(b)),
+        Err(_) => c,
     }));
     long
 }
