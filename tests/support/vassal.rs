@@ -31,6 +31,7 @@ pub struct VassalBuilder {
     cwd: Option<PathBuf>,
     env: Vec<(OsString, OsString)>,
     listen_fd: Option<OwnedFd>,
+    nofile: Option<u64>,
 }
 
 impl VassalBuilder {
@@ -68,6 +69,12 @@ impl VassalBuilder {
     /// (the systemd socket-activation convention the emperor uses).
     pub fn listen_fd(mut self, fd: OwnedFd) -> Self {
         self.listen_fd = Some(fd);
+        self
+    }
+
+    /// Starts the vassal with this open-files limit (soft and hard).
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
         self
     }
 
@@ -117,6 +124,21 @@ impl VassalBuilder {
                             return Err(std::io::Error::last_os_error());
                         }
                     } else if libc::dup2(raw, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        if let Some(n) = self.nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe; `lim` is copied into the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())

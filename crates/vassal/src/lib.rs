@@ -48,6 +48,11 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
         unsafe { std::env::set_var(k, v) };
     }
     let notifier = sockets::notify::Notifier::from_env();
+    let nofile = raise_nofile();
+    tracing::debug!(
+        "open-files limit {nofile}: a worker parks up to {} connections waiting for their request",
+        park_limit(nofile)
+    );
 
     let listeners = match sockets::from_listen_fds(&cfg.sockets).context("LISTEN_FDS")? {
         Some(mut l) => {
@@ -188,9 +193,46 @@ fn shared(cfg: &VassalConfig, app: Option<python::Py<python::PyAny>>) -> Arc<ser
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into()),
+        prebuffer: prebuffer(cfg.post_buffering),
+        park_limit: park_limit(nofile_limit()),
         stopping: AtomicBool::new(false),
         in_accept: std::sync::atomic::AtomicUsize::new(0),
     })
+}
+
+/// Bodies read whole before the app is called (see README, "Where we differ"): at
+/// least 64 KiB, `post-buffering` when larger, at most 1 MiB (uWSGI would spool
+/// bigger ones to a temp file; those stream to the app here).
+fn prebuffer(post_buffering: usize) -> u64 {
+    (post_buffering as u64).clamp(64 << 10, 1 << 20)
+}
+
+/// Connections a worker parks at most: 1024, or fewer when the fd limit is low
+/// (64 fds stay free for the app and the listeners).
+fn park_limit(nofile: u64) -> usize {
+    nofile.saturating_sub(64).clamp(16, 1024) as usize
+}
+
+fn nofile_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
+}
+
+/// Raises the soft fd limit to the hard one (as nginx and systemd do for their
+/// services): parked client connections each hold an fd. Returns the limit in force.
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!("cannot raise the open-files limit from {soft} to {hard}: {e}");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
 }
 
 fn app_source(cfg: &VassalConfig) -> Option<python::AppSource> {

@@ -23,6 +23,8 @@ use crate::meter::{Limits, Meter};
 use crate::python::{EnvironBuilder, Python};
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::serve::http::{HttpConn, Next};
+use crate::serve::park::{BoundReport, Evicted, ParkSet, Parkable};
+use crate::serve::uwsgi::UwsgiConn;
 use crate::serve::{self, Shared, ThreadState};
 use crate::vars::VarList;
 use sockets::{Listener, ListenerKind};
@@ -109,6 +111,7 @@ pub fn run(ctx: WorkerCtx) -> ! {
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let multithread = spec.threads > 1;
     let thread_slots = board.threads(slot);
+    let park_limit = (shared.park_limit / spec.threads.max(1) as usize).max(1);
     for (i, thread_slot) in thread_slots.iter().enumerate() {
         let listeners = listeners.clone();
         let shared = shared.clone();
@@ -126,6 +129,7 @@ pub fn run(ctx: WorkerCtx) -> ! {
                     multithread,
                     multiprocess,
                     meter,
+                    park_limit,
                 );
                 let _ = done.send(());
             });
@@ -205,6 +209,7 @@ fn serve_thread(
     multithread: bool,
     multiprocess: bool,
     meter: Meter,
+    park_limit: usize,
 ) {
     Python::attach(|py| {
         if !multithread {
@@ -225,30 +230,36 @@ fn serve_thread(
             head_buf: Vec::with_capacity(256),
             meter,
         };
-        // Idle keep-alive HTTP connections of this thread, polled with the listeners.
-        let mut parked: Vec<HttpConn> = Vec::new();
-        let idle_timeout = shared.socket_timeout;
+        // Connections of this thread whose next request has not arrived, polled with
+        // the listeners (see serve/park.rs).
+        let mut parked: ParkSet<Parked> = ParkSet::new(park_limit);
+        let mut report = BoundReport::new();
         let mut fds: Vec<RawFd> = Vec::new();
         loop {
             fds.clear();
-            fds.extend(parked.iter().map(HttpConn::raw_fd));
-            let deadline = parked.iter().map(|c| c.idle_since + idle_timeout).min();
+            fds.extend(parked.iter().map(Parked::raw_fd));
+            let deadline = parked.next_deadline();
             let woke = py.detach(|| wait(listeners, wake, shared, &fds, deadline));
             let Some(woke) = woke else {
                 break;
             };
-            // Parked connections first (highest index first, so indices stay valid),
-            // one turn each: a busy client cannot starve the others.
-            for i in woke.ready.into_iter().rev() {
-                let mut conn = parked.swap_remove(i);
-                if let Next::Park = serve::http::serve_ready(py, &mut conn, shared, &mut ts) {
-                    parked.push(conn);
+            // Parked connections first, one turn each: a busy client cannot starve the
+            // others. Taken out before any is served (parking again may evict).
+            let ready: Vec<Parked> = woke
+                .ready
+                .into_iter()
+                .rev()
+                .map(|i| parked.take(i))
+                .collect();
+            for conn in ready {
+                if let Some(conn) = serve_parked(py, conn, shared, &mut ts) {
+                    park(&mut parked, conn, &mut report);
                 }
             }
             if let Some((stream, li)) = woke.accepted {
                 let listener = &listeners[li];
-                match listener.protocol {
-                    Protocol::Uwsgi => serve::uwsgi::serve(py, stream, shared, &mut ts),
+                let conn = match listener.protocol {
+                    Protocol::Uwsgi => Parked::Uwsgi(UwsgiConn::new(stream, shared, &mut ts)),
                     Protocol::Http => {
                         let (addr, port) = match &stream.sock {
                             Sock::Tcp(s) => s
@@ -262,36 +273,137 @@ fn serve_thread(
                             port,
                             server_port: listener.port.clone(),
                         };
-                        let mut conn = HttpConn::new(stream, peer, shared);
-                        if let Next::Park = serve::http::serve_ready(py, &mut conn, shared, &mut ts)
-                        {
-                            parked.push(conn);
-                        }
+                        Parked::Http(HttpConn::new(stream, peer, shared))
                     }
+                };
+                if let Some(conn) = serve_parked(py, conn, shared, &mut ts) {
+                    park(&mut parked, conn, &mut report);
                 }
             }
-            // Idle too long, or too many: the oldest go (HTTP lets a server close an
-            // idle keep-alive connection at any time).
-            let now = std::time::Instant::now();
-            parked.retain(|c| now < c.idle_since + idle_timeout);
-            if parked.len() > MAX_PARKED {
-                parked.sort_by_key(|c| std::cmp::Reverse(c.idle_since));
-                parked.truncate(MAX_PARKED);
-            }
+            // Past their deadline: closed (HTTP lets a server close an idle keep-alive
+            // connection at any time; a request that never finished arriving is dropped).
+            drop(parked.expire(std::time::Instant::now()));
             if shared.stopping.load(Ordering::Relaxed) {
                 break;
             }
         }
-        // Stopping: parked connections whose next request already arrived are answered
-        // (with Connection: close); idle ones are closed, as HTTP allows.
-        let fds: Vec<RawFd> = parked.iter().map(HttpConn::raw_fd).collect();
-        let ready = ready_parked(&fds);
-        for (i, mut conn) in parked.into_iter().enumerate() {
-            if ready.contains(&i) {
-                let _ = serve::http::serve_ready(py, &mut conn, shared, &mut ts);
+        // Stopping: a request that has arrived (or is arriving) on a parked connection
+        // was accepted by us and is served, with `Connection: close`; idle keep-alive
+        // connections are closed, as HTTP allows.
+        let mut left: Vec<Parked> = Vec::new();
+        for conn in parked.drain() {
+            if let Some(conn) = serve_parked(py, conn, shared, &mut ts) {
+                if !conn.idle() {
+                    left.push(conn);
+                }
+            }
+        }
+        while !left.is_empty() {
+            let now = std::time::Instant::now();
+            left.retain(|c| c.deadline() > now);
+            let fds: Vec<RawFd> = left.iter().map(Parked::raw_fd).collect();
+            let deadline = left.iter().map(Parked::deadline).min();
+            let ready = py.detach(|| poll_parked(&fds, deadline));
+            for i in ready.into_iter().rev() {
+                let conn = left.swap_remove(i);
+                if let Some(conn) = serve_parked(py, conn, shared, &mut ts) {
+                    left.push(conn);
+                }
             }
         }
     });
+}
+
+/// A connection parked by a serving thread.
+enum Parked {
+    Http(HttpConn),
+    Uwsgi(UwsgiConn),
+}
+
+impl Parked {
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Parked::Http(c) => c.raw_fd(),
+            Parked::Uwsgi(c) => c.raw_fd(),
+        }
+    }
+}
+
+impl Parkable for Parked {
+    fn deadline(&self) -> std::time::Instant {
+        match self {
+            Parked::Http(c) => c.deadline,
+            Parked::Uwsgi(c) => c.deadline,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        match self {
+            Parked::Http(c) => c.idle(),
+            Parked::Uwsgi(_) => false,
+        }
+    }
+}
+
+/// Serves what has arrived on `conn`; Some(conn) when it is to be parked again.
+fn serve_parked(
+    py: crate::python::Python<'_>,
+    conn: Parked,
+    shared: &Shared,
+    ts: &mut ThreadState,
+) -> Option<Parked> {
+    match conn {
+        Parked::Uwsgi(c) => serve::uwsgi::serve_ready(py, c, shared, ts).map(Parked::Uwsgi),
+        Parked::Http(mut c) => match serve::http::serve_ready(py, &mut c, shared, ts) {
+            Next::Park => Some(Parked::Http(c)),
+            Next::Close => None,
+        },
+    }
+}
+
+/// How often the "parked connections at their bound" warning may be logged.
+const BOUND_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+fn park(set: &mut ParkSet<Parked>, conn: Parked, report: &mut BoundReport) {
+    if let Evicted::One(victim) = set.push(conn) {
+        drop(victim);
+        if let Some(n) = report.evicted(std::time::Instant::now(), BOUND_REPORT_EVERY) {
+            tracing::warn!(
+                "worker {}: a serving thread holds {} connections whose request has not \
+                 arrived (its bound); closed the oldest idle or slowest ({n} closed since the \
+                 last report)",
+                std::process::id(),
+                set.limit()
+            );
+        }
+    }
+}
+
+/// Waits until one of `parked` is readable or `deadline` passes; the readable indices.
+fn poll_parked(parked: &[RawFd], deadline: Option<std::time::Instant>) -> Vec<usize> {
+    // SAFETY: the parked connections outlive this call.
+    let mut fds: Vec<PollFd<'_>> = parked
+        .iter()
+        .map(|fd| PollFd::new(unsafe { BorrowedFd::borrow_raw(*fd) }, PollFlags::POLLIN))
+        .collect();
+    match poll(&mut fds, poll_timeout(deadline)) {
+        Ok(n) if n > 0 => (0..parked.len())
+            .filter(|&i| fds[i].any().unwrap_or(false))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The poll(2) timeout that ends at `deadline` (None: wait forever).
+fn poll_timeout(deadline: Option<std::time::Instant>) -> PollTimeout {
+    match deadline {
+        Some(d) => {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
+                .unwrap_or(PollTimeout::MAX)
+        }
+        None => PollTimeout::NONE,
+    }
 }
 
 /// Counts a thread in `accept` for as long as it is there.
@@ -309,9 +421,6 @@ impl Drop for InAccept<'_> {
         self.0.in_accept.fetch_sub(1, Ordering::SeqCst);
     }
 }
-
-/// Idle keep-alive connections one serving thread keeps at most.
-const MAX_PARKED: usize = 1024;
 
 /// What woke a serving thread.
 struct Woke {
@@ -385,15 +494,7 @@ fn wait(
                 PollFlags::POLLIN,
             ));
         }
-        let timeout = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(std::time::Instant::now());
-                PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
-                    .unwrap_or(PollTimeout::MAX)
-            }
-            None => PollTimeout::NONE,
-        };
-        match poll(&mut fds, timeout) {
+        match poll(&mut fds, poll_timeout(deadline)) {
             Ok(0) => {
                 // The oldest parked connection expired.
                 return Some(Woke {

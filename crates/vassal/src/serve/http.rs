@@ -25,38 +25,47 @@ enum ReadError {
     Io(io::Error),
 }
 
-fn read_head(r: &mut Reader, limits: &http::Limits) -> Result<RequestHead, ReadError> {
+/// Parses the request head from what has arrived, reading without blocking.
+/// Ok(None): the head is not all here yet (park the connection). `scanned` is how
+/// many buffered bytes earlier calls already looked at for a line end.
+fn try_head(
+    r: &mut Reader,
+    scanned: &mut usize,
+    limits: &http::Limits,
+) -> Result<Option<RequestHead>, ReadError> {
     // The parser rescans from the start, so only call it when the bytes that just
     // arrived finish a line: a client sending one byte at a time then costs one
     // parse per line, not one per byte.
-    let mut scanned = 0;
     loop {
         let buffered = r.buffered();
-        if buffered[scanned.min(buffered.len())..].contains(&b'\n') {
+        if buffered[(*scanned).min(buffered.len())..].contains(&b'\n') {
             match http::parse_head(buffered, limits) {
                 Ok(Parsed::Complete { head, consumed }) => {
                     r.consume(consumed);
-                    return Ok(head);
+                    *scanned = 0;
+                    return Ok(Some(head));
                 }
                 Ok(Parsed::Partial) => {}
                 Err(e) => return Err(ReadError::Http(e)),
             }
         }
-        scanned = buffered.len();
-        match r.fill(limits.max_head_size) {
+        *scanned = buffered.len();
+        match r.try_fill(limits.max_head_size) {
             Ok(0) => return Err(ReadError::Closed),
             Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 return Err(ReadError::Http(HttpError {
                     status: 431,
                     detail: "request head too large",
                 }))
             }
-            // Idle keep-alive connection timed out or reset: nothing to answer.
+            // Reset by the peer between requests: nothing to answer.
             Err(_) if r.buffered().is_empty() => return Err(ReadError::Closed),
             Err(e) => return Err(ReadError::Io(e)),
         }
-        // fill() may have moved the unconsumed bytes to the buffer's start; `scanned`
+        // try_fill may have moved the unconsumed bytes to the buffer's start; `scanned`
         // counts from the first unconsumed byte, so it stays valid.
     }
 }
@@ -67,23 +76,28 @@ pub struct Peer {
     pub server_port: String,
 }
 
-/// A keep-alive connection between requests: the serving thread parks it in its poll
-/// set instead of blocking on it, so one idle client never holds the thread.
+/// An HTTP connection between or before requests. While its next request has not
+/// fully arrived (nothing yet, part of the head, or a small body still coming) the
+/// serving thread parks it in its poll set instead of blocking on it, so a slow or
+/// idle client never holds the thread.
 pub struct HttpConn {
     stream: Arc<Stream>,
     /// None only while a request is being served (the body owns it then).
     reader: Option<Reader>,
     peer: Peer,
-    pub idle_since: Instant,
-    /// Accepted and not served yet. A fresh connection is never parked: its first
-    /// request is read at once (blocking, up to socket-timeout), as a prefork worker
-    /// must not hoard connections it cannot serve while another worker is idle.
-    fresh: bool,
+    /// When the connection is closed if its next request has not arrived.
+    pub deadline: Instant,
+    /// The head of a request whose small body is still arriving.
+    head: Option<RequestHead>,
+    /// Buffered head bytes already scanned for a line end.
+    scanned: usize,
+    /// A request has been served on this connection.
+    served: bool,
 }
 
 /// What the serving thread does with a connection after `serve_ready`.
 pub enum Next {
-    /// Idle: poll it for the next request.
+    /// Its next request has not arrived: poll it.
     Park,
     Close,
 }
@@ -96,79 +110,103 @@ impl HttpConn {
             reader: Some(Reader::new(stream.clone(), 8192)),
             stream,
             peer,
-            idle_since: Instant::now(),
-            fresh: true,
+            deadline: Instant::now() + shared.socket_timeout,
+            head: None,
+            scanned: 0,
+            served: false,
         }
     }
 
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.stream.raw_fd()
     }
+
+    /// Served before and nothing of a next request has arrived.
+    pub fn idle(&self) -> bool {
+        self.served
+            && self.head.is_none()
+            && self.reader.as_ref().is_none_or(|r| r.buffered().is_empty())
+    }
 }
 
-/// Serves every request the connection has ready, then parks or closes it. Once a
-/// connection has been served, never waits for a request that has not started to
-/// arrive.
+/// Serves every request the connection has ready, then parks or closes it. Never
+/// waits for bytes that have not arrived.
 pub fn serve_ready(
     py: Python<'_>,
     conn: &mut HttpConn,
     shared: &Shared,
     ts: &mut ThreadState,
 ) -> Next {
+    let limits = &shared.http_limits;
     loop {
         let Some(reader) = conn.reader.as_mut() else {
             return Next::Close;
         };
-        if reader.buffered().is_empty() && !conn.fresh {
-            match reader.try_fill(shared.http_limits.max_head_size) {
-                Ok(0) => return Next::Close,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.idle_since = Instant::now();
-                    return Next::Park;
+        let head = match conn.head.take() {
+            Some(h) => h,
+            None => match try_head(reader, &mut conn.scanned, limits) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Next::Park,
+                Err(ReadError::Closed) => return Next::Close,
+                Err(ReadError::Io(e)) => {
+                    tracing::info!("http: error reading a request: {e}; connection closed");
+                    return Next::Close;
                 }
-                Err(_) => return Next::Close,
+                Err(ReadError::Http(e)) => {
+                    tracing::info!("http: rejected a request: {} {}", e.status, e.detail);
+                    let body = format!("{}\n", e.detail);
+                    let reply = wire::response::simple_response(b"HTTP/1.1", e.status, &body, true);
+                    let stream = &conn.stream;
+                    py.detach(|| {
+                        let _ = stream.write_all(&reply);
+                        stream.shutdown_write();
+                    });
+                    return Next::Close;
+                }
+            },
+        };
+        // A small body is read completely before the app is called, off-thread: an
+        // uploader dripping bytes then costs a parked slot, not a serving thread.
+        if let BodyFraming::Length(n) = head.body {
+            if n <= shared.prebuffer && !head.expect_continue {
+                while (reader.buffered().len() as u64) < n {
+                    match reader.try_fill(n as usize) {
+                        Ok(0) => return Next::Close,
+                        // Between reads a body gets socket-timeout each time.
+                        Ok(_) => conn.deadline = Instant::now() + shared.socket_timeout,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            conn.head = Some(head);
+                            return Next::Park;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Next::Close,
+                    }
+                }
             }
         }
         let reader = conn.reader.take().expect("checked above");
-        conn.fresh = false;
-        match serve_one(py, &conn.stream, reader, &conn.peer, shared, ts) {
-            Some(reader) => conn.reader = Some(reader),
+        conn.served = true;
+        match serve_one(py, &conn.stream, reader, head, &conn.peer, shared, ts) {
+            Some(reader) => {
+                conn.reader = Some(reader);
+                conn.deadline = Instant::now() + shared.socket_timeout;
+            }
             None => return Next::Close,
         }
     }
 }
 
-/// One request: read its head (the rest of it may still be arriving: blocking, with
-/// socket-timeout), call the app, answer. Returns the reader when the connection may
-/// serve another request.
+/// One request whose head (and small body) has arrived: call the app, answer.
+/// Returns the reader when the connection may serve another request.
 fn serve_one(
     py: Python<'_>,
     stream: &Arc<Stream>,
-    mut reader: Reader,
+    reader: Reader,
+    head: RequestHead,
     peer: &Peer,
     shared: &Shared,
     ts: &mut ThreadState,
 ) -> Option<Reader> {
-    let limits = &shared.http_limits;
-    let head = match crate::python::io(py, || read_head(&mut reader, limits)) {
-        Ok(h) => h,
-        Err(ReadError::Closed) => return None,
-        Err(ReadError::Io(e)) => {
-            tracing::info!("http: error reading a request: {e}; connection closed");
-            return None;
-        }
-        Err(ReadError::Http(e)) => {
-            tracing::info!("http: rejected a request: {} {}", e.status, e.detail);
-            let body = format!("{}\n", e.detail);
-            let reply = wire::response::simple_response(b"HTTP/1.1", e.status, &body, true);
-            py.detach(|| {
-                let _ = stream.write_all(&reply);
-                stream.shutdown_write();
-            });
-            return None;
-        }
-    };
     let started = Instant::now();
     let vars = &mut ts.vars;
     vars.clear();
@@ -207,6 +245,10 @@ fn serve_one(
     let mut body = served.body?;
     if again && !body.is_finished() {
         again = crate::python::io(py, || body.drain(DRAIN_LIMIT));
+    }
+    if !again && !body.is_finished() {
+        // Closing with body bytes unread would reset the connection under our answer.
+        crate::python::io(py, || super::linger(stream, super::LINGER_LIMIT));
     }
     (again && !shared.stopping.load(Ordering::Relaxed)).then(|| body.into_reader())
 }

@@ -2,6 +2,7 @@
 //! (GIL held only while Python runs), write the response (GIL released).
 
 pub mod http;
+pub mod park;
 pub mod uwsgi;
 
 use std::io::Write as _;
@@ -11,12 +12,42 @@ use std::time::{Duration, Instant};
 use crate::python::{EnvironBuilder, Py, PyAny};
 use crate::vars::VarList;
 
+/// Closing with request bytes unread makes the kernel reset the connection, and nginx,
+/// still sending, answers 502 instead of our response. So end our side first (nginx
+/// sees the response complete), then read and discard what the peer still sends, up to
+/// `limit` bytes and [`LINGER_TIME`], before the caller closes.
+pub fn linger(stream: &crate::conn::Stream, limit: u64) {
+    stream.shutdown_write();
+    let deadline = Instant::now() + LINGER_TIME;
+    let _ = stream.set_timeouts(Some(LINGER_TIME));
+    let mut scratch = [0u8; 16 * 1024];
+    let mut left = limit;
+    while left > 0 && Instant::now() < deadline {
+        match stream.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n as u64),
+        }
+    }
+}
+
+/// How long [`linger`] may hold a thread.
+pub const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How much unread request body [`linger`] discards at most (nginx has normally
+/// buffered the whole body, so it arrives at memory speed).
+pub const LINGER_LIMIT: u64 = 64 << 20;
+
 /// What every serving thread of a worker shares.
 pub struct Shared {
     /// None when the app failed to load and `need-app = false`: every request gets 500.
     pub app: Option<Py<PyAny>>,
     pub buffer_size: usize,
     pub socket_timeout: Duration,
+    /// Request bodies of up to this many bytes (with a Content-Length) are read
+    /// completely, without a thread waiting on them, before the app is called.
+    pub prebuffer: u64,
+    /// Connections one worker parks at most (split evenly between its threads).
+    pub park_limit: usize,
     pub log_requests: bool,
     pub http_limits: wire::http::Limits,
     pub server_name: String,

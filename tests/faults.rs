@@ -1,0 +1,265 @@
+//! The fault suite, vassal side: hostile and slow clients, bodies an app leaves unread
+//! (behind a real nginx), logs that cannot be written, framing headers from the app,
+//! harakiri without faulthandler. Each test is named after what broke; each prints the
+//! figures it measured (`cargo test -p emperor-e2e --test faults -- --nocapture`).
+//!
+//! Bounded: every client has a timeout, every loop a count; unix sockets in temp dirs.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use emperor_e2e::http::{self, Addr, Conn};
+use emperor_e2e::nginx::Nginx;
+use emperor_e2e::uwsgi;
+use emperor_e2e::{TempDir, Vassal, VassalBuilder, IO_TIMEOUT};
+
+/// A WSGI app for fault tests: `/` answers "ok"; `/reject` answers 405 without
+/// reading the body; `/len` reads the body and answers its length.
+const APP: &str = r#"
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/reject":
+        start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        return [b"not here\n\n"]
+    if path == "/len":
+        body = str(len(environ["wsgi.input"].read())).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+"#;
+
+/// A vassal serving [`APP`] with 2 workers x 1 thread on `kind` (`socket` or
+/// `http-socket`) at `<tmp>/app.sock`. socket-timeout is long (60 s) so that a thread
+/// held by a slow client would show as a hang, not be rescued by the timeout.
+fn vassal(tmp: &TempDir, kind: &str, extra: &str) -> (Vassal, std::path::PathBuf) {
+    tmp.write("app.py", APP);
+    let sock = tmp.join("app.sock");
+    let ini = tmp.write(
+        "app.ini",
+        format!(
+            "[uwsgi]\nwsgi-file = {}\nmaster = true\nprocesses = 2\nthreads = 1\n{kind} = {}\nsocket-timeout = 60\n{extra}",
+            tmp.join("app.py").display(),
+            sock.display()
+        ),
+    );
+    let v = VassalBuilder::new()
+        .arg("--ini")
+        .arg(&ini)
+        .cwd(tmp.path())
+        .spawn_ready();
+    (v, sock)
+}
+
+fn connect(sock: &Path) -> UnixStream {
+    let s = UnixStream::connect(sock).expect("connect to the app socket");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    s
+}
+
+/// Latencies of `n` sequential requests made by `one`, in ms (sorted).
+fn latencies(n: usize, mut one: impl FnMut()) -> Vec<f64> {
+    let mut out: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            one();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    out.sort_by(|a, b| a.total_cmp(b));
+    out
+}
+
+/// Before the fix each fresh connection was read by a serving thread, blocking up to
+/// socket-timeout: 4 silent clients stalled 2 workers x 1 thread. The bound asserted
+/// here (2 s per request, against a 60 s socket-timeout) only separates "stalled" from
+/// "served"; the figure printed is what the < 100 ms target is read from.
+fn check_latencies(v: &Vassal, what: &str, lat: &[f64]) {
+    println!(
+        "{what}: 10 normal requests beside 16 idle, 16 partial-head, 8 slow-body connections: \
+         min {:.1} ms, median {:.1} ms, max {:.1} ms",
+        lat[0],
+        lat[lat.len() / 2],
+        lat[lat.len() - 1]
+    );
+    if lat[lat.len() - 1] > 2000.0 {
+        v.fail(&format!(
+            "{what}: a normal request waited {:.0} ms behind slow clients",
+            lat[lat.len() - 1]
+        ));
+    }
+}
+
+#[test]
+fn slow_clients_do_not_stall_the_uwsgi_socket() {
+    let tmp = TempDir::new("slowloris-uwsgi");
+    let (v, sock) = vassal(&tmp, "socket", "");
+    let idle: Vec<UnixStream> = (0..16).map(|_| connect(&sock)).collect();
+    let full = uwsgi::packet(&uwsgi::vars("GET", "/", 0), b"");
+    let partial: Vec<UnixStream> = (0..16)
+        .map(|i| {
+            let mut s = connect(&sock);
+            // Part of the header, or part of the vars block.
+            let cut = if i % 2 == 0 { 2 } else { full.len() / 2 };
+            s.write_all(&full[..cut]).expect("send a partial packet");
+            s
+        })
+        .collect();
+    let body = vec![b'x'; 1000];
+    let upload = uwsgi::packet(&uwsgi::vars("POST", "/len", body.len()), &body);
+    let head_len = upload.len() - body.len();
+    let mut slow: Vec<UnixStream> = (0..8)
+        .map(|_| {
+            let mut s = connect(&sock);
+            s.write_all(&upload[..head_len + 10])
+                .expect("send the packet and 10 body bytes");
+            s
+        })
+        .collect();
+    let lat = latencies(10, || {
+        let r = uwsgi::get(&sock, "/");
+        if r.status != 200 || r.body != b"ok" {
+            v.fail(&format!("GET / beside slow clients: {}", r.summary()));
+        }
+    });
+    check_latencies(&v, "uwsgi socket", &lat);
+    // The slow uploads, once complete, are served whole.
+    for s in &mut slow {
+        s.write_all(&upload[head_len + 10..])
+            .expect("send the rest of the body");
+    }
+    for mut s in slow {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let r = http::parse_response(&out).expect("a response to the slow upload");
+        if r.status != 200 || r.body != b"1000" {
+            v.fail(&format!("the slow upload, once complete: {}", r.summary()));
+        }
+    }
+    drop((idle, partial));
+}
+
+#[test]
+fn slow_clients_do_not_stall_the_http_socket() {
+    let tmp = TempDir::new("slowloris-http");
+    let (v, sock) = vassal(&tmp, "http-socket", "");
+    let addr = Addr::unix(&sock);
+    let idle: Vec<UnixStream> = (0..16).map(|_| connect(&sock)).collect();
+    let partial: Vec<UnixStream> = (0..16)
+        .map(|i| {
+            let mut s = connect(&sock);
+            let part: &[u8] = if i % 2 == 0 {
+                b"GET / HT"
+            } else {
+                b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            };
+            s.write_all(part).expect("send a partial head");
+            s
+        })
+        .collect();
+    let head =
+        b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n";
+    let mut slow: Vec<UnixStream> = (0..8)
+        .map(|_| {
+            let mut s = connect(&sock);
+            s.write_all(head).expect("send the head");
+            s.write_all(&[b'x'; 10]).expect("send 10 body bytes");
+            s
+        })
+        .collect();
+    let lat = latencies(10, || {
+        let r = http::get(&addr, "/");
+        if r.status != 200 || r.body != b"ok" {
+            v.fail(&format!("GET / beside slow clients: {}", r.summary()));
+        }
+    });
+    check_latencies(&v, "http socket", &lat);
+    for s in &mut slow {
+        s.write_all(&[b'x'; 990])
+            .expect("send the rest of the body");
+    }
+    for mut s in slow {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let r = http::parse_response(&out).expect("a response to the slow upload");
+        if r.status != 200 || r.body != b"1000" {
+            v.fail(&format!("the slow upload, once complete: {}", r.summary()));
+        }
+    }
+    drop((idle, partial));
+}
+
+/// With a low fd limit the per-worker bound on parked connections is small; past it
+/// the oldest idle connections are closed, the log says so, and the app still answers.
+#[test]
+fn parked_connections_past_the_bound_are_closed_and_logged() {
+    let tmp = TempDir::new("park-bound");
+    tmp.write("app.py", APP);
+    let sock = tmp.join("app.sock");
+    // 96 fds: a bound of 32 connections for the one worker.
+    let v = VassalBuilder::new()
+        .args(["--socket", sock.to_str().expect("utf-8 path")])
+        .arg("--wsgi-file")
+        .arg(tmp.join("app.py"))
+        .args(["--master", "--processes", "1", "--socket-timeout", "60"])
+        .nofile(96)
+        .cwd(tmp.path())
+        .spawn_ready();
+    let mut silent: Vec<UnixStream> = (0..50).map(|_| connect(&sock)).collect();
+    let r = uwsgi::get(&sock, "/");
+    if r.status != 200 {
+        v.fail(&format!("GET / past the bound: {}", r.summary()));
+    }
+    v.wait_log("(its bound)", Duration::from_secs(10));
+    // The oldest went: reading them ends (EOF) instead of timing out.
+    let mut closed = 0;
+    for s in &mut silent[..10] {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("set timeout");
+        let mut b = [0u8; 1];
+        if matches!(s.read(&mut b), Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    println!("50 silent connections, bound 32: {closed} of the 10 oldest were closed");
+    if closed < 10 {
+        v.fail(&format!(
+            "only {closed} of the 10 oldest silent connections were closed"
+        ));
+    }
+}
+
+/// Behind nginx, an app that answers without reading the body (405 here) made the
+/// vassal close with body bytes unread: nginx saw a reset and answered 502.
+#[test]
+fn unread_request_body_behind_nginx_is_not_a_502() {
+    let tmp = TempDir::new("unread-body");
+    let (v, sock) = vassal(&tmp, "socket", "");
+    let nginx = Nginx::start(&sock);
+    let addr = nginx.addr();
+    let body = vec![b'x'; 100 * 1024];
+    let mut codes = std::collections::BTreeMap::<u16, u32>::new();
+    for _ in 0..100 {
+        let r = http::request(&addr, "POST", "/reject", &[], &body);
+        *codes.entry(r.status).or_default() += 1;
+    }
+    println!("100 POSTs of 100 KiB to a 405 endpoint through nginx: {codes:?}");
+    if codes.get(&405) != Some(&100) {
+        v.fail(&format!(
+            "expected 100 x 405, got {codes:?}; nginx error log:\n{}",
+            nginx.logs()
+        ));
+    }
+    // The direct HTTP socket keeps the connection usable after a body the app skipped.
+    let tmp2 = TempDir::new("unread-body-http");
+    let (v2, sock2) = vassal(&tmp2, "http-socket", "");
+    let mut c = Conn::connect(&Addr::unix(&sock2)).expect("connect");
+    let r = c
+        .request("POST", "/reject", &[("Connection", "close")], &body)
+        .expect("a response to the skipped upload");
+    if r.status != 405 {
+        v2.fail(&format!("HTTP POST /reject: {}", r.summary()));
+    }
+}
