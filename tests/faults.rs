@@ -263,3 +263,63 @@ fn unread_request_body_behind_nginx_is_not_a_502() {
         v2.fail(&format!("HTTP POST /reject: {}", r.summary()));
     }
 }
+
+/// An app's framing headers were passed through while the server added its own: a
+/// response could say both `Content-Length` and `Transfer-Encoding: chunked`, or carry
+/// an unparsable length. Now refused with a 500 and a log line naming the header.
+#[test]
+fn app_framing_headers_that_contradict_ours_get_a_500() {
+    let tmp = TempDir::new("framing");
+    tmp.write(
+        "app.py",
+        r#"
+HEADERS = {
+    "/te": [("Transfer-Encoding", "chunked")],
+    "/connection": [("Connection", "keep-alive")],
+    "/badlen": [("Content-Length", "12abc")],
+    "/twolen": [("Content-Length", "2"), ("Content-Length", "3")],
+    "/samelen": [("Content-Length", "2"), ("content-length", "2")],
+    "/ok": [("Content-Length", "2")],
+}
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")] + HEADERS[environ["PATH_INFO"]])
+    return [b"hi"]
+"#,
+    );
+    let sock = tmp.join("app.sock");
+    let v = VassalBuilder::new()
+        .args(["--http-socket", sock.to_str().expect("utf-8 path")])
+        .arg("--wsgi-file")
+        .arg(tmp.join("app.py"))
+        .cwd(tmp.path())
+        .spawn_ready();
+    let addr = Addr::unix(&sock);
+    let cases: &[(&str, u16, &str)] = &[
+        ("/te", 500, "hop-by-hop header \"Transfer-Encoding\""),
+        ("/connection", 500, "hop-by-hop header \"Connection\""),
+        ("/badlen", 500, "invalid Content-Length \"12abc\""),
+        (
+            "/twolen",
+            500,
+            "two different Content-Length values, 2 and 3",
+        ),
+        ("/samelen", 200, ""),
+        ("/ok", 200, ""),
+    ];
+    for (path, status, logged) in cases {
+        let r = http::get(&addr, path);
+        if r.status != *status {
+            v.fail(&format!(
+                "GET {path}: expected {status}, got {}",
+                r.summary()
+            ));
+        }
+        if *status == 200 && (r.body != b"hi" || r.header("transfer-encoding").is_some()) {
+            v.fail(&format!("GET {path}: {}", r.summary()));
+        }
+        if !logged.is_empty() {
+            v.wait_log(logged, Duration::from_secs(10));
+        }
+    }
+}

@@ -167,49 +167,40 @@ impl Response {
         }
         out.push(b' ');
         out.extend_from_slice(self.start.as_deref().unwrap_or(b"200 OK\r\n"));
-        let no_body_status = matches!(self.code, 100..=199 | 204 | 304);
-        self.framing = match &mut self.proto {
-            Proto::Uwsgi { .. } => Framing::Raw,
+        let transport = match &self.proto {
+            Proto::Uwsgi { .. } => wire::response::Transport::Uwsgi,
             Proto::Http {
                 http11,
                 keep_alive,
                 head,
-            } => {
-                let framing = if no_body_status {
-                    Framing::NoBody
-                } else if let Some(len) = self.app_length {
-                    if *head {
-                        Framing::NoBody
-                    } else {
-                        Framing::Length { remaining: len }
-                    }
-                } else if let Some(len) = total {
-                    out.extend_from_slice(b"Content-Length: ");
-                    out.extend_from_slice(len.to_string().as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                    if *head {
-                        Framing::NoBody
-                    } else {
-                        Framing::Length { remaining: len }
-                    }
-                } else if *head {
-                    Framing::NoBody
-                } else if *http11 {
-                    out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-                    Framing::Chunked
-                } else {
-                    *keep_alive = false;
-                    Framing::Raw
-                };
-                if !*keep_alive {
-                    if *http11 {
-                        out.extend_from_slice(b"Connection: close\r\n");
-                    }
-                } else if !*http11 {
-                    out.extend_from_slice(b"Connection: keep-alive\r\n");
-                }
-                framing
-            }
+            } => wire::response::Transport::Http {
+                http11: *http11,
+                keep_alive: *keep_alive,
+                head: *head,
+            },
+        };
+        let f = wire::response::decide_framing(transport, self.code, self.app_length, total);
+        if let Some(len) = f.add_length {
+            out.extend_from_slice(b"Content-Length: ");
+            let _ = io::Write::write_fmt(out, format_args!("{len}"));
+            out.extend_from_slice(b"\r\n");
+        }
+        if f.add_chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        if let Some(c) = f.add_connection {
+            out.extend_from_slice(b"Connection: ");
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Proto::Http { keep_alive, .. } = &mut self.proto {
+            *keep_alive = f.keep_alive;
+        }
+        self.framing = match f.body {
+            wire::response::BodyFraming::Close => Framing::Raw,
+            wire::response::BodyFraming::Length(remaining) => Framing::Length { remaining },
+            wire::response::BodyFraming::Chunked => Framing::Chunked,
+            wire::response::BodyFraming::NoBody => Framing::NoBody,
         };
         out.extend_from_slice(b"\r\n");
     }

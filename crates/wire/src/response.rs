@@ -15,6 +15,161 @@ pub enum HeaderError {
     BadName(String),
     #[error("invalid response header value {0:?} (CR, LF, NUL or a char above U+00FF)")]
     BadValue(String),
+    #[error("invalid Content-Length {0:?} (expected a decimal number of bytes)")]
+    BadContentLength(String),
+    #[error("two different Content-Length values, {0} and {1}")]
+    ConflictingContentLength(u64, u64),
+    #[error(
+        "hop-by-hop header {0:?} is not allowed from a WSGI application (PEP 3333): \
+         the server decides the connection's framing and persistence"
+    )]
+    HopByHop(String),
+}
+
+/// What an application's response header means for the framing of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRole {
+    /// Passed through untouched.
+    Plain,
+    /// `Content-Length`, parsed.
+    ContentLength(u64),
+}
+
+/// Classifies one (already validated) application header. A hop-by-hop header
+/// (`Connection`, `Transfer-Encoding`, `Keep-Alive`, `Upgrade`, `TE`, `Trailer`,
+/// `Proxy-Authenticate`, `Proxy-Authorization`) is refused, as PEP 3333 forbids them
+/// and a second framing header could contradict ours; so is a Content-Length that is
+/// not a plain decimal number.
+pub fn header_role(name: &str, value: &str) -> Result<HeaderRole, HeaderError> {
+    // By length first: most headers are refused a string comparison.
+    let hop = match name.len() {
+        2 => name.eq_ignore_ascii_case("te"),
+        7 => name.eq_ignore_ascii_case("trailer") || name.eq_ignore_ascii_case("upgrade"),
+        8 => name.eq_ignore_ascii_case("trailers"),
+        10 => name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive"),
+        14 if name.eq_ignore_ascii_case("content-length") => {
+            let v = value.trim_matches([' ', '\t']);
+            return match v.parse::<u64>() {
+                Ok(n) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(HeaderRole::ContentLength(n))
+                }
+                _ => Err(HeaderError::BadContentLength(value.to_owned())),
+            };
+        }
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        18 => name.eq_ignore_ascii_case("proxy-authenticate"),
+        19 => name.eq_ignore_ascii_case("proxy-authorization"),
+        _ => false,
+    };
+    if hop {
+        Err(HeaderError::HopByHop(name.to_owned()))
+    } else {
+        Ok(HeaderRole::Plain)
+    }
+}
+
+/// How the response goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// nginx's uwsgi_pass: the response ends when the connection closes.
+    Uwsgi,
+    Http {
+        http11: bool,
+        /// The request allows another one on the connection.
+        keep_alive: bool,
+        /// A HEAD request: no body goes out.
+        head: bool,
+    },
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Bytes as they come; the end is the connection's close.
+    Close,
+    Length(u64),
+    Chunked,
+    /// HEAD, 1xx, 204, 304: body bytes from the app are dropped.
+    NoBody,
+}
+
+/// The framing of one response and the headers the server adds for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub body: BodyFraming,
+    /// Add `Content-Length: n` (the app gave none, the whole body was known).
+    pub add_length: Option<u64>,
+    /// Add `Transfer-Encoding: chunked`.
+    pub add_chunked: bool,
+    /// Add `Connection: close` (HTTP/1.1) or `Connection: keep-alive` (HTTP/1.0).
+    pub add_connection: Option<&'static str>,
+    /// The connection may carry another request afterwards.
+    pub keep_alive: bool,
+}
+
+/// Decides a response's framing, the one place that does. `app_length` is the app's
+/// Content-Length (already checked by [`header_role`]); `total` is the whole body's
+/// length when it is known before the first byte goes out.
+pub fn decide_framing(
+    transport: Transport,
+    status: u16,
+    app_length: Option<u64>,
+    total: Option<u64>,
+) -> Framing {
+    let Transport::Http {
+        http11,
+        keep_alive,
+        head,
+    } = transport
+    else {
+        return Framing {
+            body: BodyFraming::Close,
+            add_length: None,
+            add_chunked: false,
+            add_connection: None,
+            keep_alive: false,
+        };
+    };
+    let no_body_status = matches!(status, 100..=199 | 204 | 304);
+    let mut add_length = None;
+    let mut add_chunked = false;
+    let mut keep_alive = keep_alive;
+    let body = if no_body_status {
+        BodyFraming::NoBody
+    } else if let Some(len) = app_length {
+        if head {
+            BodyFraming::NoBody
+        } else {
+            BodyFraming::Length(len)
+        }
+    } else if let Some(len) = total {
+        add_length = Some(len);
+        if head {
+            BodyFraming::NoBody
+        } else {
+            BodyFraming::Length(len)
+        }
+    } else if head {
+        BodyFraming::NoBody
+    } else if http11 {
+        add_chunked = true;
+        BodyFraming::Chunked
+    } else {
+        keep_alive = false;
+        BodyFraming::Close
+    };
+    let add_connection = match (keep_alive, http11) {
+        (false, true) => Some("close"),
+        (true, false) => Some("keep-alive"),
+        _ => None,
+    };
+    Framing {
+        body,
+        add_length,
+        add_chunked,
+        add_connection,
+        keep_alive,
+    }
 }
 
 /// The standard reason phrase for `code`, or `"Unknown"`.

@@ -100,3 +100,215 @@ fn reason_phrases() {
     assert_eq!(reason_phrase(505), "HTTP Version Not Supported");
     assert_eq!(reason_phrase(299), "Unknown");
 }
+
+#[test]
+fn header_role_table() {
+    use HeaderRole::*;
+    let cases: &[(&str, &str, Result<HeaderRole, HeaderError>)] = &[
+        ("Content-Type", "text/plain", Ok(Plain)),
+        ("Content-Length", "12", Ok(ContentLength(12))),
+        ("content-length", " 0 ", Ok(ContentLength(0))),
+        (
+            "Content-Length",
+            "",
+            Err(HeaderError::BadContentLength("".into())),
+        ),
+        (
+            "Content-Length",
+            "12abc",
+            Err(HeaderError::BadContentLength("12abc".into())),
+        ),
+        (
+            "Content-Length",
+            "+12",
+            Err(HeaderError::BadContentLength("+12".into())),
+        ),
+        (
+            "Content-Length",
+            "1 2",
+            Err(HeaderError::BadContentLength("1 2".into())),
+        ),
+        (
+            "Content-Length",
+            "-1",
+            Err(HeaderError::BadContentLength("-1".into())),
+        ),
+        (
+            "Content-Length",
+            "99999999999999999999",
+            Err(HeaderError::BadContentLength("99999999999999999999".into())),
+        ),
+        (
+            "Transfer-Encoding",
+            "chunked",
+            Err(HeaderError::HopByHop("Transfer-Encoding".into())),
+        ),
+        (
+            "connection",
+            "close",
+            Err(HeaderError::HopByHop("connection".into())),
+        ),
+        (
+            "Keep-Alive",
+            "timeout=5",
+            Err(HeaderError::HopByHop("Keep-Alive".into())),
+        ),
+        (
+            "Upgrade",
+            "websocket",
+            Err(HeaderError::HopByHop("Upgrade".into())),
+        ),
+        ("TE", "trailers", Err(HeaderError::HopByHop("TE".into()))),
+        ("Trailer", "X", Err(HeaderError::HopByHop("Trailer".into()))),
+        (
+            "Proxy-Authenticate",
+            "Basic",
+            Err(HeaderError::HopByHop("Proxy-Authenticate".into())),
+        ),
+        (
+            "Proxy-Authorization",
+            "x",
+            Err(HeaderError::HopByHop("Proxy-Authorization".into())),
+        ),
+        ("Te", "x", Err(HeaderError::HopByHop("Te".into()))),
+        // Same lengths as hop-by-hop names, not hop-by-hop.
+        ("X-", "x", Ok(Plain)),
+        ("Expires", "0", Ok(Plain)),
+        ("Location", "/", Ok(Plain)),
+        ("Set-Cookie", "a=b", Ok(Plain)),
+        ("Content-Language", "en", Ok(Plain)),
+    ];
+    for (n, v, want) in cases {
+        assert_eq!(&header_role(n, v), want, "{n}: {v}");
+    }
+}
+
+#[test]
+fn decide_framing_table() {
+    use BodyFraming::*;
+    let h11 = Transport::Http {
+        http11: true,
+        keep_alive: true,
+        head: false,
+    };
+    let h11_close = Transport::Http {
+        http11: true,
+        keep_alive: false,
+        head: false,
+    };
+    let h11_head = Transport::Http {
+        http11: true,
+        keep_alive: true,
+        head: true,
+    };
+    let h10 = Transport::Http {
+        http11: false,
+        keep_alive: false,
+        head: false,
+    };
+    let h10_ka = Transport::Http {
+        http11: false,
+        keep_alive: true,
+        head: false,
+    };
+    // (transport, status, app length, known total) ->
+    //   (body, add length, add chunked, add connection, keep-alive)
+    type Want = (BodyFraming, Option<u64>, bool, Option<&'static str>, bool);
+    let cases: &[(Transport, u16, Option<u64>, Option<u64>, Want)] = &[
+        // uwsgi: always close-delimited, nothing added (nginx frames for the client)
+        (
+            Transport::Uwsgi,
+            200,
+            Some(5),
+            Some(5),
+            (Close, None, false, None, false),
+        ),
+        (
+            Transport::Uwsgi,
+            200,
+            None,
+            None,
+            (Close, None, false, None, false),
+        ),
+        // the app's Content-Length wins, nothing added
+        (
+            h11,
+            200,
+            Some(5),
+            Some(7),
+            (Length(5), None, false, None, true),
+        ),
+        // a body known up front gets a computed length
+        (
+            h11,
+            200,
+            None,
+            Some(7),
+            (Length(7), Some(7), false, None, true),
+        ),
+        // a stream of unknown length: chunked on 1.1, close on 1.0
+        (h11, 200, None, None, (Chunked, None, true, None, true)),
+        (h10, 200, None, None, (Close, None, false, None, false)),
+        (h10_ka, 200, None, None, (Close, None, false, None, false)),
+        (
+            h10_ka,
+            200,
+            None,
+            Some(3),
+            (Length(3), Some(3), false, Some("keep-alive"), true),
+        ),
+        // the client asked to close
+        (
+            h11_close,
+            200,
+            None,
+            None,
+            (Chunked, None, true, Some("close"), false),
+        ),
+        (
+            h11_close,
+            200,
+            Some(2),
+            None,
+            (Length(2), None, false, Some("close"), false),
+        ),
+        // no body: HEAD, 1xx, 204, 304
+        (
+            h11_head,
+            200,
+            Some(9),
+            None,
+            (NoBody, None, false, None, true),
+        ),
+        (
+            h11_head,
+            200,
+            None,
+            Some(4),
+            (NoBody, Some(4), false, None, true),
+        ),
+        (h11_head, 200, None, None, (NoBody, None, false, None, true)),
+        (h11, 204, None, Some(0), (NoBody, None, false, None, true)),
+        (h11, 304, Some(10), None, (NoBody, None, false, None, true)),
+        (h11, 101, None, None, (NoBody, None, false, None, true)),
+    ];
+    for &(t, status, app, total, want) in cases {
+        let f = decide_framing(t, status, app, total);
+        assert_eq!(
+            (
+                f.body,
+                f.add_length,
+                f.add_chunked,
+                f.add_connection,
+                f.keep_alive
+            ),
+            want,
+            "{t:?} {status} app={app:?} total={total:?}"
+        );
+        // Never two framings: an added length or chunked only when the app gave none.
+        assert!(!(f.add_length.is_some() && f.add_chunked));
+        if app.is_some() {
+            assert!(f.add_length.is_none() && !f.add_chunked);
+        }
+    }
+}

@@ -202,8 +202,22 @@ fn parse_headers(headers: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<Opti
             return Err(PyTypeError::new_err("header names and values must be str"));
         };
         let (n, v) = (name.to_cow()?, value.to_cow()?);
-        wire::response::validate_header(&n, &v)
-            .map_err(|e| PyValueError::new_err(format!("invalid header {n:?}: {e}")))?;
+        let invalid = |e| PyValueError::new_err(format!("invalid header {n:?}: {e}"));
+        wire::response::validate_header(&n, &v).map_err(invalid)?;
+        // Framing headers decide how the response is delimited: refused when they could
+        // contradict the server's (hop-by-hop, unparsable or conflicting lengths).
+        if let wire::response::HeaderRole::ContentLength(len) =
+            wire::response::header_role(&n, &v).map_err(invalid)?
+        {
+            match app_length {
+                Some(first) if first != len => {
+                    return Err(invalid(
+                        wire::response::HeaderError::ConflictingContentLength(first, len),
+                    ))
+                }
+                _ => app_length = Some(len),
+            }
+        }
         let mark = out.len();
         if !(push_latin1(out, &n) && {
             out.extend_from_slice(b": ");
@@ -213,9 +227,6 @@ fn parse_headers(headers: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<Opti
             return Err(PyValueError::new_err("headers must be latin-1 encodable"));
         }
         out.extend_from_slice(b"\r\n");
-        if app_length.is_none() && n.eq_ignore_ascii_case("content-length") {
-            app_length = v.trim().parse().ok();
-        }
         Ok(())
     };
     if let Ok(l) = headers.cast::<PyList>() {
