@@ -214,7 +214,8 @@ fn decide_framing_table() {
     // (transport, status, app length, known total) ->
     //   (body, add length, add chunked, add connection, keep-alive)
     type Want = (BodyFraming, Option<u64>, bool, Option<&'static str>, bool);
-    let cases: &[(Transport, u16, Option<u64>, Option<u64>, Want)] = &[
+    type Case = (Transport, u16, Option<u64>, Option<u64>, Want);
+    let cases: &[Case] = &[
         // uwsgi: always close-delimited, nothing added (nginx frames for the client)
         (
             Transport::Uwsgi,
