@@ -323,3 +323,56 @@ def application(environ, start_response):
         }
     }
 }
+
+/// If faulthandler could not be registered (here: the app sets `sys.stderr = None`, so
+/// `faulthandler.register` raises), SIGUSR2's default action killed the worker: no 504,
+/// the client saw the connection drop. Now the worker still answers 504 and is replaced.
+#[test]
+fn harakiri_without_faulthandler_still_answers_504() {
+    let tmp = TempDir::new("hara-nofh");
+    tmp.write(
+        "app.py",
+        r#"
+import os, sys, time
+sys.stderr = None
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/sleep":
+        time.sleep(30)
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#,
+    );
+    let sock = tmp.join("app.sock");
+    let v = VassalBuilder::new()
+        .args(["--http-socket", sock.to_str().expect("utf-8 path")])
+        .arg("--wsgi-file")
+        .arg(tmp.join("app.py"))
+        .args(["--master", "--processes", "1", "--harakiri", "1"])
+        .cwd(tmp.path())
+        .spawn_ready();
+    let addr = Addr::unix(&sock);
+    let first = http::get(&addr, "/").text();
+    let t0 = Instant::now();
+    let r = http::get(&addr, "/sleep");
+    let took = t0.elapsed();
+    if r.status != 504 {
+        v.fail(&format!(
+            "harakiri without faulthandler: expected 504, got {}",
+            r.summary()
+        ));
+    }
+    v.wait_log(
+        "no Python traceback (faulthandler could not be registered)",
+        Duration::from_secs(10),
+    );
+    let second = http::get(&addr, "/").text();
+    println!(
+        "harakiri = 1 without faulthandler: 504 after {:.2} s; worker {first} replaced by {second}",
+        took.as_secs_f64()
+    );
+    if second == first {
+        v.fail("the worker was not replaced after harakiri");
+    }
+}

@@ -17,7 +17,15 @@ use crate::scoreboard::{now_ms, RecycleReason, ThreadSlot, WorkerSlot};
 /// Exit code of a worker ended by harakiri (the master logs it as such).
 pub const EXIT_HARAKIRI: i32 = 14;
 
-pub fn monitor(id: u32, me: &WorkerSlot, threads: &[ThreadSlot], limit: Duration) -> ! {
+/// `traceback`: faulthandler is registered on SIGUSR2 (else the worker ends without a
+/// traceback, still answering 504).
+pub fn monitor(
+    id: u32,
+    me: &WorkerSlot,
+    threads: &[ThreadSlot],
+    limit: Duration,
+    traceback: bool,
+) -> ! {
     let limit_ms = limit.as_millis().max(1) as u64;
     loop {
         let now = now_ms();
@@ -36,7 +44,7 @@ pub fn monitor(id: u32, me: &WorkerSlot, threads: &[ThreadSlot], limit: Duration
             }
         }
         if !expired.is_empty() {
-            fire(id, me, threads, &expired, limit);
+            fire(id, me, threads, &expired, limit, traceback);
         }
         std::thread::sleep(Duration::from_millis(wake.saturating_sub(now).max(1)));
     }
@@ -48,24 +56,33 @@ fn fire(
     threads: &[ThreadSlot],
     expired: &[(usize, u64)],
     limit: Duration,
+    traceback: bool,
 ) -> ! {
     let pid = std::process::id();
     me.recycle
         .store(RecycleReason::Harakiri as u32, Ordering::Relaxed);
     tracing::error!(
         "HARAKIRI: worker {id} (pid {pid}): {} request(s) ran longer than harakiri = {}s; \
-         Python traceback of every thread follows, then the worker is replaced",
+         {}, then the worker is replaced",
         expired.len(),
-        limit.as_secs()
+        limit.as_secs(),
+        if traceback {
+            "Python traceback of every thread follows"
+        } else {
+            "no Python traceback (faulthandler could not be registered)"
+        }
     );
-    // SAFETY: tgkill to our own thread; the faulthandler handler runs before it returns.
-    unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::getpid(),
-            libc::gettid(),
-            libc::SIGUSR2,
-        );
+    if traceback {
+        // SAFETY: tgkill to our own thread; the faulthandler handler runs before it
+        // returns.
+        unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::gettid(),
+                libc::SIGUSR2,
+            );
+        }
     }
     let reply = wire::response::simple_response(
         b"HTTP/1.1",

@@ -97,9 +97,8 @@ pub fn run(ctx: WorkerCtx) -> ! {
             Err(code) => exit(code),
         },
     };
-    if spec.harakiri.is_some() {
-        crate::python::register_traceback_signal(libc::SIGUSR2);
-    }
+    let traceback =
+        spec.harakiri.is_some() && crate::python::register_traceback_signal(libc::SIGUSR2);
     let (wake_r, wake_w) = match nix::unistd::pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -143,7 +142,7 @@ pub fn run(ctx: WorkerCtx) -> ! {
         let id = spec.id;
         let spawned = std::thread::Builder::new()
             .name("harakiri".into())
-            .spawn(move || crate::harakiri::monitor(id, me, thread_slots, limit));
+            .spawn(move || crate::harakiri::monitor(id, me, thread_slots, limit, traceback));
         if let Err(e) = spawned {
             tracing::error!("worker cannot start its harakiri monitor: {e}");
             exit(1);

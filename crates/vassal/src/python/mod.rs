@@ -45,7 +45,10 @@ pub unsafe fn fork_with_python() -> nix::Result<nix::unistd::ForkResult> {
 
 /// Makes signal `sig` dump every Python thread's traceback to stderr (faulthandler,
 /// which works from a signal handler without the GIL).
-pub fn register_traceback_signal(sig: i32) {
+/// Registers faulthandler's all-threads traceback dump on `sig`. False (logged) when
+/// it cannot be (no `sys.stderr`, a broken faulthandler): the signal is then ignored,
+/// so raising it can never kill the process by its default action.
+pub fn register_traceback_signal(sig: i32) -> bool {
     use pyo3::types::{PyAnyMethods, PyDict, PyDictMethods};
     let r = Python::attach(|py| -> pyo3::PyResult<()> {
         let kw = PyDict::new(py);
@@ -55,8 +58,17 @@ pub fn register_traceback_signal(sig: i32) {
             .call((sig,), Some(&kw))?;
         Ok(())
     });
-    if let Err(e) = r {
-        tracing::warn!("cannot register the traceback dump for harakiri: {e}");
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                "cannot register the traceback dump for harakiri ({e}); harakiri will end \
+                 requests without a traceback"
+            );
+            // SAFETY: setting a signal's disposition to SIG_IGN is always sound.
+            unsafe { libc::signal(sig, libc::SIG_IGN) };
+            false
+        }
     }
 }
 
