@@ -376,3 +376,136 @@ def application(environ, start_response):
         v.fail("the worker was not replaced after harakiri");
     }
 }
+
+/// An app that prints on every request (stdout and stderr), for the log tests.
+const CHATTY_APP: &str = r#"
+import sys
+
+def application(environ, start_response):
+    print("print to stdout", environ["PATH_INFO"])
+    print("print to stderr", environ["PATH_INFO"], file=sys.stderr)
+    environ["wsgi.errors"].write("wsgi.errors line\n")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+"#;
+
+fn chatty_vassal(tmp: &TempDir, logto: &Path) -> (Vassal, std::path::PathBuf) {
+    tmp.write("app.py", CHATTY_APP);
+    let sock = tmp.join("app.sock");
+    let ini = tmp.write(
+        "app.ini",
+        format!(
+            "[uwsgi]\nwsgi-file = {}\nmaster = true\nprocesses = 2\nhttp-socket = {}\nlogto = {}\n",
+            tmp.join("app.py").display(),
+            sock.display(),
+            logto.display()
+        ),
+    );
+    let v = VassalBuilder::new()
+        .arg("--ini")
+        .arg(&ini)
+        .cwd(tmp.path())
+        .spawn_ready();
+    (v, sock)
+}
+
+/// `logto` on a full filesystem made the vassal panic at start-up (exit 101, nothing
+/// printed): tracing fell back to eprintln!, which panics on ENOSPC. /dev/full fails
+/// every write with ENOSPC, exactly as a full disk does.
+#[test]
+fn logto_on_a_full_disk_keeps_serving_and_reports_once() {
+    let tmp = TempDir::new("logfull");
+    let (v, sock) = chatty_vassal(&tmp, Path::new("/dev/full"));
+    let addr = Addr::unix(&sock);
+    for i in 0..20 {
+        let r = http::get(&addr, &format!("/r{i}"));
+        if r.status != 200 || r.body != b"ok" {
+            v.fail(&format!(
+                "request {i} with the log on a full disk: {}",
+                r.summary()
+            ));
+        }
+    }
+    // The vassal's own stderr (its log file here: what the emperor would read) holds
+    // the report, once per process (master + 2 workers at most), and no panic.
+    let log = v.log();
+    let reports = log.matches("cannot write the log (/dev/full)").count();
+    println!("logto = /dev/full: 20 requests answered 200; {reports} report line(s) on stderr");
+    if reports == 0 || reports > 3 || log.contains("panicked") {
+        v.fail(&format!("expected 1-3 reports and no panic, got {reports}"));
+    }
+}
+
+/// After the disk fills, serving goes on; once space is back the log resumes with a
+/// line saying how many records were dropped. A 64 KiB tmpfs is the full disk.
+#[test]
+fn logto_resumes_after_the_disk_had_filled_and_counts_dropped_records() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let tmp = TempDir::new("logfill");
+    let mnt = tmp.join("disk");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(st.success(), "mount a tmpfs at {}", mnt.display());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let logfile = mnt.join("app.log");
+    let (v, sock) = chatty_vassal(&tmp, &logfile);
+    let addr = Addr::unix(&sock);
+    // Fill the disk.
+    let filler = mnt.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).expect("create filler");
+        let chunk = [b'x'; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        // The log file's last page still has room: fill it too.
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&logfile)
+            .expect("open the log");
+        while log.write_all(b"\n").is_ok() {}
+    }
+    for i in 0..10 {
+        let r = http::get(&addr, &format!("/full{i}"));
+        if r.status != 200 {
+            v.fail(&format!("request {i} on a full disk: {}", r.summary()));
+        }
+    }
+    std::fs::remove_file(&filler).expect("free the disk");
+    for i in 0..4 {
+        let r = http::get(&addr, &format!("/after{i}"));
+        if r.status != 200 {
+            v.fail(&format!(
+                "request {i} after freeing the disk: {}",
+                r.summary()
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&logfile).unwrap_or_default();
+    let resumed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("the log is writable again"))
+        .collect();
+    println!("log after the disk filled and was freed: {resumed:?}");
+    if resumed.is_empty() || !text.contains("/after") || text.contains("/full0") {
+        v.fail(&format!("the log did not resume as expected:\n{text}"));
+    }
+    if !v.log().contains("cannot write the log") {
+        v.fail("the failure was not reported on the original stderr");
+    }
+}

@@ -13,6 +13,7 @@
 pub mod body;
 pub mod conn;
 mod harakiri;
+pub mod log;
 mod master;
 mod meter;
 pub mod python;
@@ -40,8 +41,12 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
     let reloaded = restart.reloads > 0;
     // After a reload the log descriptors are inherited (and the file may no longer be
     // writable by the unprivileged user), like uWSGI.
-    if let Some(path) = cfg.logto.as_ref().filter(|_| !reloaded) {
-        redirect_logs(path).with_context(|| format!("logto {}", path.display()))?;
+    if let Some(path) = &cfg.logto {
+        if reloaded {
+            log::inherited(path);
+        } else {
+            log::redirect(path);
+        }
     }
     for (k, v) in &cfg.env {
         // SAFETY: single-threaded start-up, before Python or any thread exists.
@@ -269,6 +274,11 @@ fn load_app(cfg: &VassalConfig) -> Result<python::Py<python::PyAny>, ()> {
         return Err(());
     };
     python::Python::attach(|py| {
+        if log::logto().is_some() {
+            if let Err(e) = python::install_log_streams(py) {
+                tracing::warn!("cannot route Python's stdout/stderr through the log writer: {e}");
+            }
+        }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         if let Err(e) = python::extend_sys_path(py, &cwd, &cfg.pythonpath) {
             python::print_error(py, &e);
@@ -290,18 +300,6 @@ fn load_app(cfg: &VassalConfig) -> Result<python::Py<python::PyAny>, ()> {
             }
         }
     })
-}
-
-fn redirect_logs(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    nix::unistd::dup2_stdout(&f)?;
-    nix::unistd::dup2_stderr(&f)?;
-    let _ = f.as_raw_fd();
-    Ok(())
 }
 
 fn cleanup(cfg: &VassalConfig, listeners: &[sockets::Listener]) {

@@ -3,6 +3,22 @@
 
 use std::process::ExitCode;
 
+/// eprintln! without its panic when stderr cannot be written (a full disk).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// println! without its panic.
+macro_rules! say_out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 const USAGE: &str = "usage: vassal --ini FILE[:SECTION] | vassal [uWSGI options]
        vassal --check --ini FILE      validate a config and exit
 Common options (uWSGI names): --socket ADDR, --http-socket ADDR, --http ADDR,
@@ -12,7 +28,7 @@ Common options (uWSGI names): --socket ADDR, --http-socket ADDR, --http ADDR,
 
 fn main() -> ExitCode {
     let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(vassal::log::make_writer)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VASSAL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -28,11 +44,11 @@ fn main() -> ExitCode {
 
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
+        say_out!("{USAGE}");
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--version") {
-        println!(
+        say_out!(
             "vassal {} (embedded Python {})",
             env!("CARGO_PKG_VERSION"),
             vassal::python::BUILD_PYTHON_VERSION
@@ -42,36 +58,36 @@ fn main() -> ExitCode {
     let check = args.iter().any(|a| a == "--check");
     args.retain(|a| a != "--check");
     if args.is_empty() {
-        eprintln!("{USAGE}");
+        say!("{USAGE}");
         return ExitCode::from(2);
     }
 
     let loaded = match config::from_args(&args) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("{e}");
-            eprintln!("vassal: invalid configuration");
+            say!("{e}");
+            say!("vassal: invalid configuration");
             return ExitCode::from(1);
         }
     };
     for w in &loaded.warnings {
-        eprintln!("{w}");
+        say!("{w}");
     }
     if check {
         let c = &loaded.config;
         if c.module.is_none() && c.wsgi_file.is_none() {
-            eprintln!(
+            say!(
                 "error: no app configured: set `module = wsgi:application` or `wsgi-file = app.py`"
             );
             return ExitCode::from(1);
         }
-        println!("configuration OK");
+        say_out!("configuration OK");
         return ExitCode::SUCCESS;
     }
     match vassal::run(loaded.config) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("vassal: {e:#}");
+            say!("vassal: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -16,6 +16,51 @@ pub use wsgi::{Handed, SharedResponse};
 
 pub use pyo3::{Py, PyAny, Python};
 
+/// The write end of the streams [`install_log_streams`] makes: one log record.
+#[pyo3::pyfunction]
+fn vassal_log_write(data: &[u8]) -> usize {
+    crate::log::write_record(data);
+    data.len()
+}
+
+/// With `logto`, `sys.stdout` and `sys.stderr` become line-buffered text streams whose
+/// writes go through [`crate::log::write_record`]: on a full disk an app's `print`
+/// loses its line (counted, reported once) instead of raising OSError into the
+/// request. `fileno()` is still 1 and 2 (faulthandler writes there directly).
+pub fn install_log_streams(py: Python<'_>) -> pyo3::PyResult<()> {
+    use pyo3::types::{PyDict, PyDictMethods};
+    let globals = PyDict::new(py);
+    globals.set_item("_write", pyo3::wrap_pyfunction!(vassal_log_write, py)?)?;
+    py.run(
+        c"
+import io, sys
+
+class VassalLog(io.RawIOBase):
+    def __init__(self, fd):
+        self._fd = fd
+    def writable(self):
+        return True
+    def fileno(self):
+        return self._fd
+    def write(self, b):
+        return _write(bytes(b))
+
+def wrap(old, fd):
+    return io.TextIOWrapper(
+        VassalLog(fd),
+        encoding=getattr(old, 'encoding', None) or 'utf-8',
+        errors=getattr(old, 'errors', None) or 'backslashreplace',
+        line_buffering=True,
+    )
+
+sys.stdout = wrap(sys.stdout, 1)
+sys.stderr = wrap(sys.stderr, 2)
+",
+        Some(&globals),
+        None,
+    )
+}
+
 /// Prints a Python exception with its traceback to stderr (sys.stderr).
 pub fn print_error(py: Python<'_>, e: &pyo3::PyErr) {
     e.display(py);

@@ -5,7 +5,6 @@ pub mod http;
 pub mod park;
 pub mod uwsgi;
 
-use std::io::Write as _;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -89,7 +88,7 @@ pub fn log_request(shared: &Shared, vars: &VarList, code: u16, sent: u64, starte
         "[pid {}] {addr} {method} {uri} => {code} ({sent} bytes) in {ms:.2} ms\n",
         std::process::id()
     );
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    crate::log::write_record(line.as_bytes());
 }
 
 /// How one request ended, for the protocol that served it.
