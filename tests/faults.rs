@@ -509,3 +509,50 @@ fn logto_resumes_after_the_disk_had_filled_and_counts_dropped_records() {
         v.fail("the failure was not reported on the original stderr");
     }
 }
+
+/// 1000 connections that send nothing made the app unreachable for ~200 s (each held a
+/// serving thread until socket-timeout, one after another). Now they wait parked.
+#[test]
+fn a_thousand_silent_connections_do_not_make_the_app_unreachable() {
+    // This process needs ~1000 fds for the clients.
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    for kind in ["socket", "http-socket"] {
+        let tmp = TempDir::new("silent-1000");
+        let (v, sock) = vassal(&tmp, kind, "listen = 1024\n");
+        let t0 = Instant::now();
+        let silent: Vec<UnixStream> = (0..1000).map(|_| connect(&sock)).collect();
+        let opened = t0.elapsed();
+        let lat = latencies(5, || {
+            let r = if kind == "socket" {
+                uwsgi::get(&sock, "/")
+            } else {
+                http::get(&Addr::unix(&sock), "/")
+            };
+            if r.status != 200 {
+                v.fail(&format!(
+                    "GET / beside 1000 silent connections: {}",
+                    r.summary()
+                ));
+            }
+        });
+        println!(
+            "{kind}: 1000 silent connections opened in {:.0} ms; 5 requests beside them: max {:.1} ms",
+            opened.as_secs_f64() * 1000.0,
+            lat[lat.len() - 1]
+        );
+        if lat[lat.len() - 1] > 2000.0 {
+            v.fail("a request waited behind silent connections");
+        }
+        drop(silent);
+    }
+}
