@@ -233,6 +233,7 @@ fn serve_thread(
         // the listeners (see serve/park.rs).
         let mut parked: ParkSet<Parked> = ParkSet::new(park_limit);
         let mut report = BoundReport::new();
+        let mut again: Vec<Parked> = Vec::new();
         let mut fds: Vec<RawFd> = Vec::new();
         loop {
             fds.clear();
@@ -243,17 +244,16 @@ fn serve_thread(
                 break;
             };
             // Parked connections first, one turn each: a busy client cannot starve the
-            // others. Taken out before any is served (parking again may evict).
-            let ready: Vec<Parked> = woke
-                .ready
-                .into_iter()
-                .rev()
-                .map(|i| parked.take(i))
-                .collect();
-            for conn in ready {
+            // others. Taken out highest index first (so the indices stay valid) and parked
+            // again only after all were served (parking may evict).
+            for i in woke.ready.into_iter().rev() {
+                let conn = parked.take(i);
                 if let Some(conn) = serve_parked(py, conn, shared, &mut ts) {
-                    park(&mut parked, conn, &mut report);
+                    again.push(conn);
                 }
+            }
+            for conn in again.drain(..) {
+                park(&mut parked, conn, &mut report);
             }
             if let Some((stream, li)) = woke.accepted {
                 let listener = &listeners[li];
