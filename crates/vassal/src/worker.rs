@@ -275,7 +275,22 @@ fn serve_thread(
                         Parked::Http(HttpConn::new(stream, peer, shared))
                     }
                 };
-                if let Some(conn) = serve_parked(py, conn, shared, &mut ts) {
+                let mut conn = serve_parked(py, conn, shared, &mut ts);
+                // Its request has not arrived: a client normally sends right after it
+                // connects, so wait a moment for it before parking. Parking at once
+                // would let this thread accept (and hold) every connection of a burst
+                // while other workers sit idle; a silent client costs it FIRST_BYTE_GRACE
+                // once.
+                if let Some(c) = conn.take() {
+                    let fd = [c.raw_fd()];
+                    let deadline = std::time::Instant::now() + FIRST_BYTE_GRACE;
+                    conn = if py.detach(|| poll_parked(&fd, Some(deadline))).is_empty() {
+                        Some(c)
+                    } else {
+                        serve_parked(py, c, shared, &mut ts)
+                    };
+                }
+                if let Some(conn) = conn {
                     park(&mut parked, conn, &mut report);
                 }
             }
@@ -359,6 +374,10 @@ fn serve_parked(
         },
     }
 }
+
+/// How long a serving thread waits for the first bytes of a connection it has just
+/// accepted before parking it (see the accept branch of `serve_thread`).
+const FIRST_BYTE_GRACE: Duration = Duration::from_millis(1);
 
 /// How often the "parked connections at their bound" warning may be logged.
 const BOUND_REPORT_EVERY: Duration = Duration::from_secs(10);
