@@ -1,8 +1,8 @@
 //! Table-driven tests of the supervisor: events in, actions and states out.
 
 use supervisor::{
-    Action, Backoff, Command, Event, Exit, ExitReason, Millis, Outcome, Policy, Signal,
-    Supervisor, TimerKind, VassalState,
+    Action, Backoff, Command, Event, Exit, ExitReason, Millis, Outcome, Policy, Signal, Supervisor,
+    TimerKind, VassalState,
 };
 
 fn policy() -> Policy {
@@ -621,7 +621,12 @@ fn reload_all_after_a_rescan_gives_a_changed_app_exactly_one_generation() {
     h.ready("b", 2);
     // The rescan saw a's ini change: generation 3 starts beside 1.
     let out = h.changed("a");
-    assert_eq!(out.iter().filter(|x| matches!(x, Action::Spawn { .. })).count(), 1);
+    assert_eq!(
+        out.iter()
+            .filter(|x| matches!(x, Action::Spawn { .. }))
+            .count(),
+        1
+    );
     let out = h.ctl(
         9,
         Command::ReloadAll {
