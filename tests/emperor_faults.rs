@@ -332,7 +332,9 @@ fn a_50_mb_ini_is_refused_unread_and_the_emperor_stays_small() {
         st["state"], st["error"]
     );
     if st["state"] != "invalid" || !str_field(&st, "error").contains("max-ini-size") {
-        e.fail(&format!("the big ini must be refused naming max-ini-size: {st}"));
+        e.fail(&format!(
+            "the big ini must be refused naming max-ini-size: {st}"
+        ));
     }
     let table = e.ctl_ok(&["status"]);
     assert!(
@@ -424,7 +426,9 @@ fn every_log_line_about_a_failing_app_has_a_timestamp_and_its_name_and_comes_onc
     for (lines, app) in [(&markers, "bad"), (&tracebacks, "bad"), (&inv, "inv")] {
         let unnamed = named(lines, app);
         if !unnamed.is_empty() || lines.is_empty() {
-            e.fail(&format!("lines about {app} without app={app}: {unnamed:#?}"));
+            e.fail(&format!(
+                "lines about {app} without app={app}: {unnamed:#?}"
+            ));
         }
     }
     // Each generation printed the marker once; the emperor logged it once per generation
@@ -494,7 +498,10 @@ fn a_detached_child_holding_the_vassals_pipes_cannot_hang_reload_or_stop() {
     let out = ctl_within(&e, &["reload", "app"], Duration::from_secs(30));
     assert!(out.status.success(), "reload: {out:?}");
     if let Err(alive) = wait_gone(&BTreeSet::from([first]), GONE_TIMEOUT) {
-        e.fail(&format!("the old master survived: {}", describe_pids(&alive)));
+        e.fail(&format!(
+            "the old master survived: {}",
+            describe_pids(&alive)
+        ));
     }
     let reload_took = t0.elapsed();
     let t1 = Instant::now();
@@ -678,10 +685,15 @@ fn reload_storm_under_load_fails_no_request_and_leaks_no_fd_or_memory() {
     }
     let failed = ctl_failed.lock().expect("lock").clone();
     if !failed.is_empty() {
-        e.fail(&format!("reloads failed: {:?}", &failed[..failed.len().min(3)]));
+        e.fail(&format!(
+            "reloads failed: {:?}",
+            &failed[..failed.len().min(3)]
+        ));
     }
     if !fd_back {
-        e.fail(&format!("the emperor's fds did not come back: {fd0} -> {fd1}"));
+        e.fail(&format!(
+            "the emperor's fds did not come back: {fd0} -> {fd1}"
+        ));
     }
     assert!(
         rss1 < rss0 + 4 * 1024,
@@ -738,7 +750,11 @@ fn crash_looping_neighbours_leave_a_healthy_apps_latency_bounded() {
         ms(pct(&beside, 50)),
         ms(pct(&beside, 99))
     );
-    assert_eq!(failed_alone + failed_beside, 0, "the healthy app failed requests");
+    assert_eq!(
+        failed_alone + failed_beside,
+        0,
+        "the healthy app failed requests"
+    );
     assert!(g1 > g0, "the neighbours kept crash-looping while measured");
     assert!(
         pct(&beside, 99) < Duration::from_millis(500),
@@ -774,13 +790,22 @@ fn kill_9_of_a_worker_and_of_the_master_under_load_fails_only_their_requests() {
 
     // A worker.
     let master = e.app_pid("app");
-    let workers: BTreeSet<u32> = proc::tree(master).into_iter().filter(|p| *p != master).collect();
+    let workers: BTreeSet<u32> = proc::tree(master)
+        .into_iter()
+        .filter(|p| *p != master)
+        .collect();
     let victim = *workers.iter().next().expect("a worker");
     let before = load.snapshot();
     assert!(before.failures.is_empty(), "{:?}", before.failures);
-    assert!(proc::signal(victim, libc::SIGKILL), "kill -9 worker {victim}");
+    assert!(
+        proc::signal(victim, libc::SIGKILL),
+        "kill -9 worker {victim}"
+    );
     let respawned = wait::try_wait_until(Duration::from_secs(30), || {
-        let now: BTreeSet<u32> = proc::tree(master).into_iter().filter(|p| *p != master).collect();
+        let now: BTreeSet<u32> = proc::tree(master)
+            .into_iter()
+            .filter(|p| *p != master)
+            .collect();
         now.len() == 2 && !now.contains(&victim)
     });
     if !respawned {
@@ -793,7 +818,10 @@ fn kill_9_of_a_worker_and_of_the_master_under_load_fails_only_their_requests() {
 
     // The master (its workers die with it).
     let old = proc::tree(master);
-    assert!(proc::signal(master, libc::SIGKILL), "kill -9 master {master}");
+    assert!(
+        proc::signal(master, libc::SIGKILL),
+        "kill -9 master {master}"
+    );
     let back = wait::try_wait_until(Duration::from_secs(30), || {
         let st = e.status("app");
         st["state"] == "ready" && st["pid"].as_u64().is_some_and(|p| p != master as u64)
@@ -810,7 +838,10 @@ fn kill_9_of_a_worker_and_of_the_master_under_load_fails_only_their_requests() {
          {worker_total} requests; master: {master_failed} failed of {master_total} requests"
     );
     if let Err(alive) = wait_gone(&old, GONE_TIMEOUT) {
-        e.fail(&format!("workers of the killed master survived: {}", describe_pids(&alive)));
+        e.fail(&format!(
+            "workers of the killed master survived: {}",
+            describe_pids(&alive)
+        ));
     }
     // At most the requests in flight at the kill: one per client.
     if worker_failed > clients || master_failed > clients {

@@ -26,11 +26,12 @@ const SPARE_TURN: Duration = Duration::from_secs(30);
 const MIN_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
-/// The spare descriptor.
-struct Spare(Option<std::fs::File>);
+/// The spare descriptor. Opened by the caller before anything else takes descriptors
+/// (the first scan spawns vassals at once).
+pub struct Spare(Option<std::fs::File>);
 
 impl Spare {
-    fn open() -> Spare {
+    pub fn open() -> Spare {
         Spare(std::fs::File::open("/dev/null").ok())
     }
     /// Closes the spare; false if there was none.
@@ -44,8 +45,7 @@ impl Spare {
     }
 }
 
-pub async fn serve(listener: UnixListener, tx: UnboundedSender<Input>) {
-    let mut spare = Spare::open();
+pub async fn serve(listener: UnixListener, tx: UnboundedSender<Input>, mut spare: Spare) {
     let mut pause = MIN_PAUSE;
     let mut failing = false;
     loop {

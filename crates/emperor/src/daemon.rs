@@ -160,7 +160,7 @@ impl Daemon {
         };
         control.set_nonblocking(true)?;
         let control = tokio::net::UnixListener::from_std(control)?;
-        tokio::spawn(control::serve(control, tx.clone()));
+        tokio::spawn(control::serve(control, tx.clone(), control::Spare::open()));
 
         let notify_path = own_dir.join("notify.sock");
         let vn = vnotify::bind(&notify_path)
@@ -170,8 +170,19 @@ impl Daemon {
         // Register the watch before the first scan, so nothing falls between them.
         let hint = tx.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Err(e) = &res {
-                tracing::warn!("watcher: {e}");
+            match &res {
+                Err(e) => tracing::warn!("watcher: {e}"),
+                // Opening a watched ini changes nothing, and the rescan itself opens every
+                // ini: taken as a hint, it would make the emperor rescan every 50 ms.
+                Ok(ev)
+                    if matches!(
+                        ev.kind,
+                        notify::EventKind::Access(notify::event::AccessKind::Open(_))
+                    ) =>
+                {
+                    return;
+                }
+                Ok(_) => {}
             }
             let _ = hint.send(Input::FsHint);
         })
@@ -703,14 +714,23 @@ impl Daemon {
             return Vec::new();
         }
         let mut attempt = self.read_apps();
-        if attempt.as_ref().is_none_or(|r| !r.out_of_fds.is_empty()) && self.spare.take().is_some()
-        {
+        let short = match &attempt {
+            Ok(r) => !r.out_of_fds.is_empty(),
+            Err(e) => scan::is_out_of_fds(e),
+        };
+        if short && self.spare.take().is_some() {
             attempt = self.read_apps();
             self.spare = std::fs::File::open("/dev/null").ok();
         }
-        let Some(result) = attempt else {
-            self.retry_scan_soon();
-            return Vec::new();
+        let result = match attempt {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read {}: {e}", self.s.apps_enabled.display());
+                if scan::is_out_of_fds(&e) {
+                    self.retry_scan_soon();
+                }
+                return Vec::new();
+            }
         };
         if result.out_of_fds.is_empty() {
             self.fd_retry = FD_RETRY_MIN;
@@ -756,15 +776,9 @@ impl Daemon {
     }
 
     /// The filesystem side of a rescan: the directory, diffed, and every added or
-    /// changed ini loaded. None if the directory itself could not be read.
-    fn read_apps(&mut self) -> Option<ReadApps> {
-        let result = match scan::scan(&self.s.apps_enabled, self.s.max_ini_size) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("cannot read {}: {e}", self.s.apps_enabled.display());
-                return None;
-            }
-        };
+    /// changed ini loaded; an error if the directory itself could not be read.
+    fn read_apps(&mut self) -> std::io::Result<ReadApps> {
+        let result = scan::scan(&self.s.apps_enabled, self.s.max_ini_size)?;
         let d = scan::diff(&self.files, &result.apps, &result.unreadable);
         let mut out = ReadApps {
             problems: result.problems.clone(),
@@ -797,7 +811,7 @@ impl Daemon {
                 }
             }
         }
-        Some(out)
+        Ok(out)
     }
 
     fn load(&mut self, name: &str, st: &FileState) -> Load {

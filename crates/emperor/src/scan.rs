@@ -89,10 +89,14 @@ pub fn scan(dir: &Path, max_size: u64) -> std::io::Result<Scan> {
     let mut out = Scan::default();
     // The listing is read whole and the directory closed before any ini is opened, so a
     // scan needs one descriptor at a time.
-    let entries: Vec<std::fs::DirEntry> =
-        std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
-    for entry in entries {
-        let file_name = entry.file_name();
+    // (A DirEntry keeps the directory open: only names and types are kept.)
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+        entries.push((entry.file_name(), entry.path(), is_link));
+    }
+    for (file_name, path, is_link) in entries {
         let Some(name) = file_name.to_str().and_then(app_name) else {
             continue;
         };
@@ -105,8 +109,6 @@ pub fn scan(dir: &Path, max_size: u64) -> std::io::Result<Scan> {
             ));
             continue;
         }
-        let path = entry.path();
-        let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
