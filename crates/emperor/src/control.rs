@@ -66,10 +66,14 @@ pub async fn serve(listener: UnixListener, tx: UnboundedSender<Input>, mut spare
                     );
                     failing = true;
                 }
-                // The spare's number is free now: the connection takes it.
-                if let Ok((stream, _)) = listener.accept().await {
+                // The spare's number is free now: the connection takes it, at once (an
+                // await here would let the owner loop take the number first).
+                // (Through tokio's accept it lost that race under load.)
+                if let Ok(stream) = accept_now(&listener) {
                     let _ = tokio::time::timeout(SPARE_TURN, handle(stream, tx.clone())).await;
                 }
+                // Should another consumer have taken the number, every later accept
+                // tries to get a spare again.
                 spare.refill();
             }
             Err(e) => {
@@ -85,6 +89,20 @@ pub async fn serve(listener: UnixListener, tx: UnboundedSender<Input>, mut spare
             }
         }
     }
+}
+
+/// accept4(2) right now, without going through the reactor.
+fn accept_now(listener: &UnixListener) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{accept4, SockFlag};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fd = accept4(
+        listener.as_raw_fd(),
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: accept4 just returned this descriptor; nothing else owns it.
+    let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    UnixStream::from_std(std_stream)
 }
 
 async fn send(stream: &mut UnixStream, resp: &Response) -> bool {

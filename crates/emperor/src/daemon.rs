@@ -535,12 +535,9 @@ impl Daemon {
                     Event::Spawned { app, gen, pid }
                 }
                 Err(e) => {
-                    app_lines!(error, app, "cannot start generation {gen}: {e:#}");
-                    Event::SpawnFailed {
-                        app,
-                        gen,
-                        why: format!("{e:#}"),
-                    }
+                    let why = error_chain(&e);
+                    app_lines!(error, app, "cannot start generation {gen}: {why}");
+                    Event::SpawnFailed { app, gen, why }
                 }
             }),
             Action::Signal { app, gen, signal } => {
@@ -923,6 +920,23 @@ struct ReadApps {
     unreadable: Vec<(String, String)>,
     /// Added or changed apps: their new state and whether the ini is valid.
     loaded: Vec<(String, FileState, Result<(), String>)>,
+}
+
+/// An error and its causes, "a: b: c", without repeating a cause the message above it
+/// already quotes (`socket X: Too many open files` over the same io error).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn exit_reason(r: &supervisor::ExitReason) -> proto::ExitReason {
