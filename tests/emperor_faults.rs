@@ -211,11 +211,36 @@ fn fd_exhaustion_keeps_the_control_socket_answering_and_names_the_reason() {
     let table = ctl_within(&e, &["status"], Duration::from_secs(20));
     assert!(table.status.success(), "{table:?}");
 
+    // An ini added while out of descriptors is still read (the scan's spare
+    // descriptor): it is listed, and never as invalid.
+    tree.add_app("late", &ini("shared", 1, None));
+    let mut late = serde_json::Value::Null;
+    if !wait::try_wait_until(Duration::from_secs(30), || {
+        let out = ctl_within(&e, &["--json", "status", "late"], Duration::from_secs(20));
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            late = v["apps"][0].clone();
+        }
+        !late.is_null() && late["state"] != "starting"
+    }) {
+        e.fail(&format!(
+            "an ini added while out of fds was never listed: {late}"
+        ));
+    }
+    println!(
+        "nofile=64: an app added while out of fds: {} / {}",
+        late["state"], late["error"]
+    );
+    if late["state"] == "invalid" {
+        e.fail(&format!("shown as an invalid ini: {late}"));
+    }
+
     // Removing inis frees descriptors: the apps left all come up.
     let keep = 5;
     for n in &names[keep..] {
         tree.disable(n);
     }
+    tree.disable("late");
     let mut last = Vec::new();
     let up = wait::try_wait_until(Duration::from_secs(90), || {
         let out = ctl_within(&e, &["--json", "status"], Duration::from_secs(20));

@@ -1,6 +1,6 @@
 //! The owner loop and the carrying-out of the supervisor's actions.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,9 @@ struct Daemon {
     spare: Option<std::fs::File>,
     /// The next retry delay after a scan that ran out of descriptors.
     fd_retry: Duration,
+    /// New apps the supervisor knows only as unreadable (not in `files`): should their
+    /// ini go away, they are removed like any other.
+    unread: BTreeSet<String>,
 }
 
 /// Runs the emperor until SIGTERM/SIGINT and every vassal has stopped.
@@ -238,6 +241,7 @@ impl Daemon {
             link_watches: BTreeMap::new(),
             spare: std::fs::File::open("/dev/null").ok(),
             fd_retry: FD_RETRY_MIN,
+            unread: BTreeSet::new(),
         })
     }
 
@@ -745,12 +749,17 @@ impl Daemon {
         for name in result.removed {
             tracing::info!(app = %name, "ini removed: stopping");
             self.files.remove(&name);
+            self.unread.remove(&name);
             self.feed(Event::ConfigRemoved { app: name });
         }
         for (name, why) in result.unreadable {
+            if !self.files.contains_key(&name) {
+                self.unread.insert(name.clone());
+            }
             self.feed(Event::ConfigUnreadable { app: name, why });
         }
         for (name, st, valid) in result.loaded {
+            self.unread.remove(&name);
             self.files.insert(name.clone(), st);
             let ok = valid.is_ok();
             self.feed(Event::ConfigChanged {
@@ -777,10 +786,18 @@ impl Daemon {
     fn read_apps(&mut self) -> std::io::Result<ReadApps> {
         let result = scan::scan(&self.s.apps_enabled, self.s.max_ini_size)?;
         let d = scan::diff(&self.files, &result.apps, &result.unreadable);
+        let mut removed = d.removed;
+        // Apps never read (no descriptor) whose ini is gone now.
+        removed.extend(
+            self.unread
+                .iter()
+                .filter(|n| !result.apps.contains_key(*n) && !result.unreadable.contains(n))
+                .cloned(),
+        );
         let mut out = ReadApps {
             problems: result.problems.clone(),
             out_of_fds: result.out_of_fds.clone(),
-            removed: d.removed,
+            removed,
             unreadable: Vec::new(),
             loaded: Vec::new(),
         };
