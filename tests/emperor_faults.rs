@@ -338,8 +338,19 @@ fn a_50_mb_ini_is_refused_unread_and_the_emperor_stays_small() {
     let e = EmperorBuilder::new().start(&tree);
     e.wait_app("good");
     let before = rss_kib(e.pid());
-    let big = std::fs::File::create(tree.ini("big")).expect("create big.ini");
-    big.set_len(50 << 20).expect("50 MB ini");
+    // 50 MB of real ini lines (what a generated or runaway file looks like).
+    {
+        use std::io::Write;
+        let mut big = std::io::BufWriter::new(
+            std::fs::File::create(tree.ini("big")).expect("create big.ini"),
+        );
+        big.write_all(b"[uwsgi]\n").expect("write big.ini");
+        let block = "env = SOME_VARIABLE=some value\n".repeat(1024);
+        while big.get_ref().metadata().map_or(0, |m| m.len()) < 50 << 20 {
+            big.write_all(block.as_bytes()).expect("write big.ini");
+        }
+        big.flush().expect("flush big.ini");
+    }
     tree.enable("big");
     let mut st = serde_json::Value::Null;
     if !wait::try_wait_until(Duration::from_secs(30), || {
