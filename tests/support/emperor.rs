@@ -275,6 +275,7 @@ impl Events {
 pub struct EmperorBuilder {
     options: Vec<(String, String)>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
 }
 
 impl EmperorBuilder {
@@ -290,6 +291,13 @@ impl EmperorBuilder {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the emperor with RLIMIT_NOFILE = `n` (soft and hard), like `prlimit
+    /// --nofile=n:n`: it cannot raise it, and its vassals inherit it.
+    pub fn fd_limit(mut self, n: u64) -> Self {
+        self.fd_limit = Some(n);
         self
     }
 
@@ -334,6 +342,21 @@ impl EmperorBuilder {
             .env("EMPEROR_LOG", "info");
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = self.fd_limit {
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and reads only the copied struct.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         cmd.current_dir(tree.path())
             .stdin(Stdio::null())

@@ -21,6 +21,7 @@ pub const EMPEROR_KEYS: &[&str] = &[
     "start-timeout",
     "vassals-include",
     "vassal-watchdog",
+    "max-ini-size",
 ];
 
 /// Values are `None` when the file does not set them (the emperor's defaults apply).
@@ -38,6 +39,20 @@ pub struct EmperorConfig {
     /// A ready vassal silent (no WATCHDOG=1) this long is killed; 0 disables.
     pub vassal_watchdog_ms: Option<u64>,
     pub vassals_include: Vec<PathBuf>,
+    /// Inis larger than this many bytes are refused unread (`1048576`, `512K`, `1M`).
+    pub max_ini_size: Option<u64>,
+}
+
+/// A size in bytes with an optional K/M/G suffix (powers of 1024).
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (digits, mult) = match v.char_indices().last()? {
+        (i, 'k' | 'K') => (&v[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&v[..i], 1 << 20),
+        (i, 'g' | 'G') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// Reads `[emperor]` from `path`. Unknown keys are warnings with a suggestion;
@@ -86,6 +101,13 @@ pub fn load_emperor_with(
                 cfg.vassal_watchdog_ms = seconds(&value).or(cfg.vassal_watchdog_ms)
             }
             "vassals-include" => cfg.vassals_include.push(PathBuf::from(value.trim())),
+            "max-ini-size" => match parse_size(&value) {
+                Some(n) if n > 0 => cfg.max_ini_size = Some(n),
+                _ => diags.push(Diagnostic::error(
+                    origin,
+                    format!("`max-ini-size` takes a size in bytes (e.g. 1048576, 512K or 1M), not `{value}`"),
+                )),
+            },
             // Directives the reader already applied.
             "ini" | "include" | "set" | "strict" => {}
             key => {
@@ -156,6 +178,21 @@ mod tests {
         assert_eq!(e.diagnostics.len(), 2);
         assert_eq!(e.diagnostics[0].line, Some(2));
         assert_eq!(e.diagnostics[1].line, Some(3));
+    }
+
+    #[test]
+    fn max_ini_size_takes_bytes_with_a_suffix() {
+        for (v, want) in [
+            ("4096", 4096),
+            ("512K", 512 << 10),
+            ("1M", 1 << 20),
+            ("2g", 2 << 30),
+        ] {
+            let (c, _) = load(&format!("[emperor]\nmax-ini-size = {v}\n")).unwrap();
+            assert_eq!(c.max_ini_size, Some(want), "{v}");
+        }
+        assert!(load("[emperor]\nmax-ini-size = lots\n").is_err());
+        assert!(load("[emperor]\nmax-ini-size = 0\n").is_err());
     }
 
     #[test]

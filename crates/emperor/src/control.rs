@@ -3,6 +3,12 @@
 //! the owner answers — for a reload, once the new generation serves or has failed.
 //! A client that sends garbage, a huge frame, or nothing at all only loses its own
 //! connection.
+//!
+//! Running out of file descriptors must not make the emperor deaf: it keeps one spare
+//! descriptor (`/dev/null`) open. When accept fails with EMFILE/ENFILE, the spare is
+//! closed, the waiting connection is accepted into its place and answered, and the
+//! spare is reopened. Without a spare, accept errors back off (50 ms doubling to 2 s)
+//! instead of spinning, and the episode is logged once, not on every attempt.
 
 use std::time::Duration;
 
@@ -15,19 +21,88 @@ use crate::Input;
 
 /// A connection that sends no complete request for this long is closed.
 const IDLE: Duration = Duration::from_secs(60);
+/// A connection answered with the spare descriptor is served alone, at most this long.
+const SPARE_TURN: Duration = Duration::from_secs(30);
+const MIN_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
-pub async fn serve(listener: UnixListener, tx: UnboundedSender<Input>) {
+/// The spare descriptor. Opened by the caller before anything else takes descriptors
+/// (the first scan spawns vassals at once).
+pub struct Spare(Option<std::fs::File>);
+
+impl Spare {
+    pub fn open() -> Spare {
+        Spare(std::fs::File::open("/dev/null").ok())
+    }
+    /// Closes the spare; false if there was none.
+    fn release(&mut self) -> bool {
+        self.0.take().is_some()
+    }
+    fn refill(&mut self) {
+        if self.0.is_none() {
+            self.0 = std::fs::File::open("/dev/null").ok();
+        }
+    }
+}
+
+pub async fn serve(listener: UnixListener, tx: UnboundedSender<Input>, mut spare: Spare) {
+    let mut pause = MIN_PAUSE;
+    let mut failing = false;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                if failing {
+                    tracing::info!("control socket: accepting connections again");
+                    failing = false;
+                }
+                pause = MIN_PAUSE;
+                spare.refill();
                 tokio::spawn(handle(stream, tx.clone()));
             }
+            Err(e) if crate::scan::is_out_of_fds(&e) && spare.release() => {
+                if !failing {
+                    tracing::warn!(
+                        "control socket accept: {e}; answering with the spare descriptor"
+                    );
+                    failing = true;
+                }
+                // The spare's number is free now: the connection takes it, at once (an
+                // await here would let the owner loop take the number first).
+                // (Through tokio's accept it lost that race under load.)
+                if let Ok(stream) = accept_now(&listener) {
+                    let _ = tokio::time::timeout(SPARE_TURN, handle(stream, tx.clone())).await;
+                }
+                // Should another consumer have taken the number, every later accept
+                // tries to get a spare again.
+                spare.refill();
+            }
             Err(e) => {
-                tracing::warn!("control socket accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if !failing {
+                    tracing::warn!(
+                        "control socket accept: {e}; retrying with a backoff up to {MAX_PAUSE:?}"
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+                spare.refill();
             }
         }
     }
+}
+
+/// accept4(2) right now, without going through the reactor.
+fn accept_now(listener: &UnixListener) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{accept4, SockFlag};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fd = accept4(
+        listener.as_raw_fd(),
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: accept4 just returned this descriptor; nothing else owns it.
+    let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    UnixStream::from_std(std_stream)
 }
 
 async fn send(stream: &mut UnixStream, resp: &Response) -> bool {

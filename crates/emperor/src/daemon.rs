@@ -1,7 +1,7 @@
 //! The owner loop and the carrying-out of the supervisor's actions.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,9 +15,34 @@ use supervisor::{
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
+use crate::inihost::{self, IniHost};
 use crate::scan::{self, FileState};
 use crate::spawn::{self, SpawnSpec};
 use crate::{control, vnotify, Input, Settings};
+
+/// One log record per line, each with the app's name: a multi-line message (a config
+/// error list, a failure with a traceback) never leaves continuation lines without a
+/// timestamp or app.
+macro_rules! app_lines {
+    ($level:ident, $app:expr, $($fmt:tt)+) => {
+        for line in format!($($fmt)+).lines() {
+            tracing::$level!(app = %$app, "{line}");
+        }
+    };
+}
+
+/// The same for messages about no single app.
+macro_rules! lines {
+    ($level:ident, $($fmt:tt)+) => {
+        for line in format!($($fmt)+).lines() {
+            tracing::$level!("{line}");
+        }
+    };
+}
+
+/// The first retry of a scan that ran out of file descriptors; it doubles up to the
+/// periodic rescan.
+const FD_RETRY_MIN: Duration = Duration::from_millis(250);
 
 /// The shell's side of one app: its ini, last valid config and the sockets it owns.
 struct AppRt {
@@ -53,6 +78,14 @@ struct Daemon {
     terminating: bool,
     watcher: notify::RecommendedWatcher,
     link_watches: BTreeMap<String, (PathBuf, u64)>,
+    /// A spare descriptor (/dev/null), closed for the length of a scan that ran out of
+    /// descriptors, so the emperor can always read apps-enabled and notice removals.
+    spare: Option<std::fs::File>,
+    /// The next retry delay after a scan that ran out of descriptors.
+    fd_retry: Duration,
+    /// New apps the supervisor knows only as unreadable (not in `files`): should their
+    /// ini go away, they are removed like any other.
+    unread: BTreeSet<String>,
 }
 
 /// Runs the emperor until SIGTERM/SIGINT and every vassal has stopped.
@@ -130,7 +163,7 @@ impl Daemon {
         };
         control.set_nonblocking(true)?;
         let control = tokio::net::UnixListener::from_std(control)?;
-        tokio::spawn(control::serve(control, tx.clone()));
+        tokio::spawn(control::serve(control, tx.clone(), control::Spare::open()));
 
         let notify_path = own_dir.join("notify.sock");
         let vn = vnotify::bind(&notify_path)
@@ -140,8 +173,19 @@ impl Daemon {
         // Register the watch before the first scan, so nothing falls between them.
         let hint = tx.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Err(e) = &res {
-                tracing::warn!("watcher: {e}");
+            match &res {
+                Err(e) => tracing::warn!("watcher: {e}"),
+                // Opening a watched ini changes nothing, and the rescan itself opens every
+                // ini: taken as a hint, it would make the emperor rescan every 50 ms.
+                Ok(ev)
+                    if matches!(
+                        ev.kind,
+                        notify::EventKind::Access(notify::event::AccessKind::Open(_))
+                    ) =>
+                {
+                    return;
+                }
+                Ok(_) => {}
             }
             let _ = hint.send(Input::FsHint);
         })
@@ -195,6 +239,9 @@ impl Daemon {
             terminating: false,
             watcher,
             link_watches: BTreeMap::new(),
+            spare: std::fs::File::open("/dev/null").ok(),
+            fd_retry: FD_RETRY_MIN,
+            unread: BTreeSet::new(),
         })
     }
 
@@ -271,16 +318,16 @@ impl Daemon {
                     self.rescan_at = Some(Instant::now() + self.s.debounce);
                 }
             }
-            Input::Exited { app, gen, how } => {
+            Input::Exited { app, gen, exit } => {
                 self.pids.remove(&(app.clone(), gen));
                 self.workers.remove(&(app.clone(), gen));
-                let level_info = how.starts_with("exit code 0");
-                if level_info {
-                    tracing::info!(app = %app, "generation {gen} exited: {how}");
+                // Only the reason: its output was logged line by line as it came.
+                if exit.reason.is_clean() {
+                    tracing::info!(app = %app, "generation {gen} {}", exit.reason);
                 } else {
-                    tracing::warn!(app = %app, "generation {gen} exited: {how}");
+                    tracing::warn!(app = %app, "generation {gen} {}", exit.reason);
                 }
-                self.feed(Event::Exited { app, gen, how });
+                self.feed(Event::Exited { app, gen, exit });
             }
             Input::Notify { pid, text } => self.vassal_notify(pid, &text),
             Input::Control { req, reply } => self.control(req, reply),
@@ -304,12 +351,12 @@ impl Daemon {
                     .unwrap_or(0);
                 self.systemd
                     .send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}\n"));
-                self.rescan();
+                let just_started = self.rescan();
                 let id = self.new_reply_id();
                 self.hup_reply = Some(id);
                 self.feed(Event::Control {
                     reply: Some(id),
-                    cmd: Command::ReloadAll,
+                    cmd: Command::ReloadAll { just_started },
                 });
             }
         }
@@ -374,10 +421,9 @@ impl Daemon {
                 return;
             }
             Request::Reload { app: Some(a) } => Command::Reload(a),
-            Request::Reload { app: None } => {
-                self.rescan();
-                Command::ReloadAll
-            }
+            Request::Reload { app: None } => Command::ReloadAll {
+                just_started: self.rescan(),
+            },
             Request::Restart { app } => Command::Restart(app),
             Request::Stop { app } => Command::Stop(app),
             Request::Start { app } => Command::Start(app),
@@ -410,7 +456,13 @@ impl Daemon {
                     .unwrap_or_default(),
                 uptime_secs: v.uptime_ms.map(|m| m / 1000),
                 restarts: v.restarts,
-                last_exit: v.last_exit.as_ref().map(|s| first_line(s)),
+                last_exit: v.last_exit.as_ref().map(|e| e.reason.to_string()),
+                exit: v.last_exit.as_ref().map(|e| exit_reason(&e.reason)),
+                last_output: v
+                    .last_exit
+                    .as_ref()
+                    .map(|e| e.output.clone())
+                    .filter(|o| !o.is_empty()),
                 error: v.error.clone(),
                 socket: rt
                     .map(|r| {
@@ -487,12 +539,9 @@ impl Daemon {
                     Event::Spawned { app, gen, pid }
                 }
                 Err(e) => {
-                    tracing::error!(app = %app, "cannot start generation {gen}: {e:#}");
-                    Event::SpawnFailed {
-                        app,
-                        gen,
-                        why: format!("{e:#}"),
-                    }
+                    let why = error_chain(&e);
+                    app_lines!(error, app, "cannot start generation {gen}: {why}");
+                    Event::SpawnFailed { app, gen, why }
                 }
             }),
             Action::Signal { app, gen, signal } => {
@@ -521,7 +570,7 @@ impl Daemon {
                 if Some(reply) == self.hup_reply {
                     self.hup_reply = None;
                     if let Outcome::Failed(why) = &outcome {
-                        tracing::warn!("SIGHUP reload: {why}");
+                        lines!(warn, "SIGHUP reload: {why}");
                     }
                     self.systemd.send("READY=1\n");
                 }
@@ -631,6 +680,7 @@ impl Daemon {
                 // Beats every third of the timeout: two lost beats are tolerated.
                 watchdog_usec: (self.s.policy.watchdog > 0)
                     .then(|| self.s.policy.watchdog * 1000 / 3),
+                nofile: self.s.vassal_nofile,
             },
             app,
             gen,
@@ -653,18 +703,41 @@ impl Daemon {
         }
     }
 
-    /// Rescans apps-enabled and feeds what changed.
-    fn rescan(&mut self) {
+    /// Rescans apps-enabled and feeds what changed. Returns the apps a new generation
+    /// was started for (their ini was added or changed, and is valid).
+    ///
+    /// The filesystem part (listing, reading inis) runs first, then the events are fed:
+    /// feeding spawns vassals, which take descriptors. When the listing or an ini ran
+    /// out of descriptors, the scan is done again with the spare descriptor given back
+    /// (so removals are always noticed), and retried later with a backoff.
+    fn rescan(&mut self) -> Vec<String> {
         if self.terminating {
-            return;
+            return Vec::new();
         }
-        let result = match scan::scan(&self.s.apps_enabled) {
+        let mut attempt = self.read_apps();
+        let short = match &attempt {
+            Ok(r) => !r.out_of_fds.is_empty(),
+            Err(e) => scan::is_out_of_fds(e),
+        };
+        if short && self.spare.take().is_some() {
+            attempt = self.read_apps();
+            self.spare = std::fs::File::open("/dev/null").ok();
+        }
+        let result = match attempt {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("cannot read {}: {e}", self.s.apps_enabled.display());
-                return;
+                if scan::is_out_of_fds(&e) {
+                    self.retry_scan_soon();
+                }
+                return Vec::new();
             }
         };
+        if result.out_of_fds.is_empty() {
+            self.fd_retry = FD_RETRY_MIN;
+        } else {
+            self.retry_scan_soon();
+        }
         let problems: BTreeMap<String, String> = result.problems.iter().cloned().collect();
         for (name, why) in &problems {
             if self.problems.get(name) != Some(why) {
@@ -672,22 +745,91 @@ impl Daemon {
             }
         }
         self.problems = problems;
-        let d = scan::diff(&self.files, &result.apps, &result.unreadable);
-        for name in d.removed {
+        let mut started = Vec::new();
+        for name in result.removed {
             tracing::info!(app = %name, "ini removed: stopping");
             self.files.remove(&name);
+            self.unread.remove(&name);
             self.feed(Event::ConfigRemoved { app: name });
+        }
+        for (name, why) in result.unreadable {
+            if !self.files.contains_key(&name) {
+                self.unread.insert(name.clone());
+            }
+            self.feed(Event::ConfigUnreadable { app: name, why });
+        }
+        for (name, st, valid) in result.loaded {
+            self.unread.remove(&name);
+            self.files.insert(name.clone(), st);
+            let ok = valid.is_ok();
+            self.feed(Event::ConfigChanged {
+                app: name.clone(),
+                valid,
+            });
+            if ok {
+                started.push(name);
+            }
+        }
+        self.update_link_watches();
+        started
+    }
+
+    /// Arms a rescan after a scan that ran out of descriptors (doubling delay).
+    fn retry_scan_soon(&mut self) {
+        let at = Instant::now() + self.fd_retry;
+        self.rescan_at = Some(self.rescan_at.map_or(at, |r| r.min(at)));
+        self.fd_retry = (self.fd_retry * 2).min(self.s.rescan_every);
+    }
+
+    /// The filesystem side of a rescan: the directory, diffed, and every added or
+    /// changed ini loaded; an error if the directory itself could not be read.
+    fn read_apps(&mut self) -> std::io::Result<ReadApps> {
+        let result = scan::scan(&self.s.apps_enabled, self.s.max_ini_size)?;
+        let d = scan::diff(&self.files, &result.apps, &result.unreadable);
+        let mut removed = d.removed;
+        // Apps never read (no descriptor) whose ini is gone now.
+        removed.extend(
+            self.unread
+                .iter()
+                .filter(|n| !result.apps.contains_key(*n) && !result.unreadable.contains(n))
+                .cloned(),
+        );
+        let mut out = ReadApps {
+            problems: result.problems.clone(),
+            out_of_fds: result.out_of_fds.clone(),
+            removed,
+            unreadable: Vec::new(),
+            loaded: Vec::new(),
+        };
+        // A new app that could not be opened is shown, with why; a known one keeps
+        // what it had.
+        for name in &result.out_of_fds {
+            if !self.files.contains_key(name) {
+                let why = result
+                    .problems
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, w)| w.clone())
+                    .unwrap_or_default();
+                out.unreadable.push((name.clone(), why));
+            }
         }
         for name in d.added.into_iter().chain(d.changed) {
             let st = result.apps[&name].clone();
-            let valid = self.load(&name, &st.path);
-            self.files.insert(name.clone(), st);
-            self.feed(Event::ConfigChanged { app: name, valid });
+            match self.load(&name, &st) {
+                Load::Done(valid) => out.loaded.push((name, st, valid)),
+                Load::OutOfFds(why) => {
+                    // Not remembered in `files`: the next scan tries again.
+                    out.out_of_fds.push(name.clone());
+                    out.unreadable.push((name, why));
+                }
+            }
         }
-        self.update_link_watches();
+        Ok(out)
     }
 
-    fn load(&mut self, name: &str, ini: &Path) -> Result<(), String> {
+    fn load(&mut self, name: &str, st: &FileState) -> Load {
+        let ini = st.path.as_path();
         let mut args = vec!["--ini".to_owned(), ini.display().to_string()];
         for inc in &self.s.vassals_include {
             args.push("--ini".to_owned());
@@ -700,20 +842,35 @@ impl Daemon {
             bound: Vec::new(),
         });
         rt.ini = ini.to_owned();
+        if let Some(size) = st.too_large {
+            let why = format!(
+                "{}: {}",
+                ini.display(),
+                inihost::too_large(size, self.s.max_ini_size)
+            );
+            tracing::error!(app = %name, "ini refused, not started: {why}");
+            return Load::Done(Err(why));
+        }
         // Relative paths in the ini are relative to apps-enabled, as for uWSGI vassals.
-        let host = config::RealHost::with_cwd(&self.s.apps_enabled);
-        match config::from_args_with(&host, &args) {
+        let host = IniHost::new(&self.s.apps_enabled, self.s.max_ini_size);
+        let loaded = config::from_args_with(&host, &args);
+        if let Some(why) = host.out_of_fds() {
+            tracing::warn!(app = %name, "ini {}: {why}; retrying", ini.display());
+            return Load::OutOfFds(why);
+        }
+        match loaded {
             Ok(loaded) => {
                 for w in &loaded.warnings {
-                    tracing::warn!(app = %name, "{w}");
+                    app_lines!(warn, name, "{w}");
                 }
                 tracing::info!(app = %name, "ini loaded: {}", ini.display());
                 rt.config = Some(loaded.config);
-                Ok(())
+                Load::Done(Ok(()))
             }
             Err(e) => {
-                tracing::error!(app = %name, "invalid ini, not started:\n{e}");
-                Err(e.to_string())
+                tracing::error!(app = %name, "invalid ini, not started:");
+                app_lines!(error, name, "{e}");
+                Load::Done(Err(e.to_string()))
             }
         }
     }
@@ -764,6 +921,55 @@ impl Daemon {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_owned()
+/// What reading one ini gave.
+enum Load {
+    Done(Result<(), String>),
+    /// No descriptor was left to read it: try again later.
+    OutOfFds(String),
+}
+
+/// The filesystem side of a rescan, before anything is fed.
+struct ReadApps {
+    problems: Vec<(String, String)>,
+    out_of_fds: Vec<String>,
+    removed: Vec<String>,
+    /// New apps that could not be read for lack of descriptors, with why.
+    unreadable: Vec<(String, String)>,
+    /// Added or changed apps: their new state and whether the ini is valid.
+    loaded: Vec<(String, FileState, Result<(), String>)>,
+}
+
+/// An error and its causes, "a: b: c", without repeating a cause the message above it
+/// already quotes (`socket X: Too many open files` over the same io error).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+fn exit_reason(r: &supervisor::ExitReason) -> proto::ExitReason {
+    use supervisor::ExitReason as S;
+    match r {
+        S::Code(code) => proto::ExitReason::Code { code: *code },
+        S::Signal {
+            number,
+            name,
+            core_dumped,
+        } => proto::ExitReason::Signal {
+            number: *number,
+            name: name.clone(),
+            core_dumped: *core_dumped,
+        },
+        S::NotStarted(why) => proto::ExitReason::NotStarted { why: why.clone() },
+        S::Unknown(why) => proto::ExitReason::Unknown { why: why.clone() },
+    }
 }

@@ -12,6 +12,7 @@
 
 mod control;
 mod daemon;
+mod inihost;
 pub mod scan;
 mod spawn;
 mod vnotify;
@@ -34,6 +35,57 @@ pub struct Settings {
     pub rescan_every: Duration,
     /// How long after a filesystem event the directory is rescanned.
     pub debounce: Duration,
+    /// Inis larger than this many bytes are refused without being read.
+    pub max_ini_size: u64,
+    /// RLIMIT_NOFILE (soft, hard) to give vassals: the emperor's limits before it
+    /// raised its own soft limit (see [`raise_fd_limit`]). None leaves them as they are.
+    pub vassal_nofile: Option<(u64, u64)>,
+}
+
+/// The default `max-ini-size`: 1 MiB (real inis are a few hundred bytes).
+pub const DEFAULT_MAX_INI_SIZE: u64 = 1 << 20;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (as nginx and systemd do: every app
+/// costs the emperor a socket and two pipes) and returns the limits it had before,
+/// which vassals get back. Logs the figure.
+pub fn raise_fd_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(
+            "cannot read the file descriptor limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return None;
+    }
+    let before = (lim.rlim_cur, lim.rlim_max);
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            tracing::warn!(
+                "cannot raise the file descriptor limit from {} to {}: {}",
+                before.0,
+                before.1,
+                std::io::Error::last_os_error()
+            );
+            return Some(before);
+        }
+        tracing::info!(
+            "file descriptor limit raised from {} to {} (the hard limit)",
+            before.0,
+            before.1
+        );
+    } else {
+        tracing::info!("file descriptor limit: {}", before.0);
+    }
+    Some(before)
 }
 
 /// What reaches the owner loop.
@@ -42,7 +94,7 @@ pub enum Input {
     Exited {
         app: String,
         gen: u64,
-        how: String,
+        exit: supervisor::Exit,
     },
     Notify {
         pid: u32,

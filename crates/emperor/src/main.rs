@@ -42,7 +42,8 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    match settings(args).and_then(emperor::run) {
+    let vassal_nofile = emperor::raise_fd_limit();
+    match settings(args, vassal_nofile).and_then(emperor::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("emperor: {e:#}");
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn settings(args: Args) -> anyhow::Result<emperor::Settings> {
+fn settings(args: Args, vassal_nofile: Option<(u64, u64)>) -> anyhow::Result<emperor::Settings> {
     let file = if args.config.exists() {
         let (cfg, warnings) = config::emperor::load_emperor(&args.config)?;
         for w in warnings {
@@ -102,5 +103,7 @@ fn settings(args: Args) -> anyhow::Result<emperor::Settings> {
         },
         rescan_every: Duration::from_secs(10),
         debounce: Duration::from_millis(50),
+        max_ini_size: file.max_ini_size.unwrap_or(emperor::DEFAULT_MAX_INI_SIZE),
+        vassal_nofile,
     })
 }

@@ -7,13 +7,20 @@
 //! with it the same way). Its stdout and stderr are logged line by line under the
 //! app's name; the last lines travel with the exit event, so a failed reload can say
 //! why (the import error's traceback).
+//!
+//! The exit and the pipes are waited for independently: a process the app started
+//! may inherit stdout/stderr and keep them open long after the vassal is gone. Once
+//! the vassal has exited, the pipes get a short bounded time to drain, then are
+//! dropped, and the exit is reported.
 
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
+use supervisor::{Exit, ExitReason};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -23,6 +30,8 @@ use crate::Input;
 pub const MAX_FDS: usize = 16;
 /// Lines of a generation's output kept for its failure message.
 const TAIL: usize = 20;
+/// After the exit, how long the pipes may still deliver what the vassal wrote.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
 pub struct SpawnSpec<'a> {
     pub vassal: &'a Path,
@@ -33,6 +42,9 @@ pub struct SpawnSpec<'a> {
     pub notify_socket: &'a Path,
     /// WATCHDOG_USEC for the vassal: it sends WATCHDOG=1 every half of it.
     pub watchdog_usec: Option<u64>,
+    /// RLIMIT_NOFILE for the vassal (the emperor raised its own soft limit; its
+    /// children get the one it was started with, as systemd does).
+    pub nofile: Option<(u64, u64)>,
 }
 
 pub fn spawn(
@@ -65,6 +77,7 @@ pub fn spawn(
         .map(|us| CString::new(us.to_string()).expect("digits have no NUL"));
     let notify = CString::new(spec.notify_socket.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::other("notify socket path has a NUL byte"))?;
+    let nofile = spec.nofile;
     // SAFETY: only async-signal-safe calls (prctl, fcntl, dup2, getpid) plus setenv,
     // which glibc makes safe in a forked child (malloc's locks are reset by fork);
     // std builds the exec environment from `environ` because we set no env on `cmd`.
@@ -72,6 +85,14 @@ pub fn spawn(
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some((soft, hard)) = nofile {
+                let lim = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                // Best effort: the raised limit is a fine fallback.
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }
             let first_free = 3 + fds.len() as i32;
             let mut moved = [0i32; MAX_FDS];
@@ -110,8 +131,21 @@ pub fn spawn(
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
         let mut out = stdout.map(|s| BufReader::new(s).lines());
         let mut err = stderr.map(|s| BufReader::new(s).lines());
-        while out.is_some() || err.is_some() {
+        let mut status = None;
+        let mut drain_until = None;
+        loop {
+            if out.is_none() && err.is_none() {
+                break;
+            }
             tokio::select! {
+                st = child.wait(), if status.is_none() => {
+                    status = Some(st);
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                _ = async { tokio::time::sleep_until(drain_until.expect("guarded")).await }, if drain_until.is_some() => {
+                    // Someone else (a process the app started) holds the pipes open.
+                    break;
+                }
                 line = async { out.as_mut().expect("guarded").next_line().await }, if out.is_some() => {
                     match line {
                         Ok(Some(l)) => log_line(&app, gen, &l, &mut tail),
@@ -126,42 +160,45 @@ pub fn spawn(
                 }
             }
         }
-        let status = child.wait().await;
-        let how = describe(status, &tail);
-        let _ = tx.send(Input::Exited { app, gen, how });
+        drop((out, err));
+        let status = match status {
+            Some(s) => s,
+            None => child.wait().await,
+        };
+        let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
+        let exit = Exit {
+            reason: reason(status),
+            output: lines.join("\n"),
+        };
+        let _ = tx.send(Input::Exited { app, gen, exit });
     });
     Ok(pid)
 }
 
 fn log_line(app: &str, gen: u64, line: &str, tail: &mut VecDeque<String>) {
-    tracing::info!(target: "vassal", "[{app}#{gen}] {line}");
+    tracing::info!(target: "vassal", app = %app, "[{app}#{gen}] {line}");
     if tail.len() == TAIL {
         tail.pop_front();
     }
     tail.push_back(line.to_owned());
 }
 
-fn describe(status: std::io::Result<ExitStatus>, tail: &VecDeque<String>) -> String {
+/// The kernel's wait status as a typed reason.
+pub fn reason(status: std::io::Result<ExitStatus>) -> ExitReason {
     use std::os::unix::process::ExitStatusExt;
-    let head = match status {
+    match status {
         Ok(s) => match (s.code(), s.signal()) {
-            (Some(22), _) => "exit code 22: the app could not be loaded".to_owned(),
-            (Some(c), _) => format!("exit code {c}"),
-            (_, Some(sig)) => format!(
-                "killed by signal {}",
-                nix::sys::signal::Signal::try_from(sig)
+            (Some(c), _) => ExitReason::Code(c),
+            (_, Some(sig)) => ExitReason::Signal {
+                number: sig,
+                name: nix::sys::signal::Signal::try_from(sig)
                     .map(|s| s.as_str().to_owned())
-                    .unwrap_or_else(|_| sig.to_string())
-            ),
-            _ => "exited".to_owned(),
+                    .unwrap_or_else(|_| format!("signal {sig}")),
+                core_dumped: s.core_dumped(),
+            },
+            _ => ExitReason::Unknown(format!("{s}")),
         },
-        Err(e) => format!("could not be waited for: {e}"),
-    };
-    if tail.is_empty() || head == "exit code 0" {
-        head
-    } else {
-        let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
-        format!("{head}; last output:\n{}", lines.join("\n"))
+        Err(e) => ExitReason::Unknown(e.to_string()),
     }
 }
 
@@ -188,6 +225,16 @@ fn format_pid(pid: libc::pid_t, buf: &mut [u8; 24]) -> *const u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_statuses_become_typed_reasons() {
+        use std::os::unix::process::ExitStatusExt;
+        let r = |raw| reason(Ok(ExitStatus::from_raw(raw))).to_string();
+        assert_eq!(r(1 << 8), "exited with code 1");
+        assert_eq!(r(9), "killed by signal SIGKILL");
+        // 0x80 is WCOREFLAG.
+        assert_eq!(r(11 | 0x80), "killed by signal SIGSEGV (core dumped)");
+    }
 
     #[test]
     fn pid_formatting() {

@@ -50,6 +50,25 @@ pub fn render_status(apps: &[AppStatus], with_workers: bool) -> String {
                 out.push_str(&line(row, &worker_widths, WORKER_INDENT));
             }
         }
+        if with_workers {
+            out.push_str(&detail(app));
+        }
+    }
+    out
+}
+
+/// For `status APP`: the last exit's output, under the row (the column shows only the
+/// reason).
+fn detail(app: &AppStatus) -> String {
+    let Some(output) = app.last_output.as_deref().filter(|o| !o.trim().is_empty()) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "{WORKER_INDENT}last output before \"{}\":\n",
+        app.last_exit.as_deref().unwrap_or("the last exit")
+    );
+    for l in output.lines() {
+        out.push_str(&format!("{WORKER_INDENT}  {}\n", l.trim_end()));
     }
     out
 }
@@ -88,12 +107,13 @@ fn worker_row(w: &WorkerStatus) -> Vec<String> {
 }
 
 /// The error wins over the last exit (it says why the app is not serving); a backoff adds
-/// when the next attempt comes. A multi-line error (a Python traceback) is shown by its
-/// last line, which names the exception; `--json` has the whole text.
+/// when the next attempt comes. The emperor puts an error's headline first (the exit
+/// reason, the first config problem) and detail such as a traceback after it, so a
+/// multi-line error is shown by its first line; `status APP` and `--json` have the rest.
 fn exit_or_error(app: &AppStatus) -> String {
     let text = match (&app.error, &app.last_exit) {
-        (Some(error), _) => last_line(error).to_string(),
-        (None, Some(exit)) => last_line(exit).to_string(),
+        (Some(error), _) => first_line(error).to_string(),
+        (None, Some(exit)) => first_line(exit).to_string(),
         (None, None) => String::new(),
     };
     let text = match app.next_attempt_secs {
@@ -108,9 +128,8 @@ fn exit_or_error(app: &AppStatus) -> String {
     }
 }
 
-fn last_line(text: &str) -> &str {
+fn first_line(text: &str) -> &str {
     text.lines()
-        .rev()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("")
@@ -221,9 +240,15 @@ mod tests {
             name: "broken".into(),
             state: "backoff".into(),
             restarts: 5,
-            last_exit: Some("exit status 1".into()),
-            error: Some(
+            last_exit: Some("exited with code 22 (the app could not be loaded)".into()),
+            last_output: Some(
                 "Traceback (most recent call last):\n  File \"wsgi.py\", line 1\n\
+                 ModuleNotFoundError: No module named 'flask'\n"
+                    .into(),
+            ),
+            error: Some(
+                "exited with code 22 (the app could not be loaded)\nlast output:\n\
+                 Traceback (most recent call last):\n  File \"wsgi.py\", line 1\n\
                  ModuleNotFoundError: No module named 'flask'\n"
                     .into(),
             ),
@@ -237,9 +262,9 @@ mod tests {
     fn app_table() {
         let got = render_status(&[ready_app(), crashing_app()], false);
         let want = "\
-APP          STATE    PID   WORKERS  UPTIME  RESTARTS  LAST EXIT / ERROR                                            SOCKET
-example-app  ready    4242  2        3m12s   0         -                                                            /run/example-app/socket
-broken       backoff  -     -        -       5         ModuleNotFoundError: No module named 'flask' (retry in 16s)  /run/broken/socket
+APP          STATE    PID   WORKERS  UPTIME  RESTARTS  LAST EXIT / ERROR                                                 SOCKET
+example-app  ready    4242  2        3m12s   0         -                                                                 /run/example-app/socket
+broken       backoff  -     -        -       5         exited with code 22 (the app could not be loaded) (retry in 16s)  /run/broken/socket
 ";
         assert_eq!(got, want, "\n{got}");
     }
@@ -248,12 +273,16 @@ broken       backoff  -     -        -       5         ModuleNotFoundError: No m
     fn app_table_with_workers() {
         let got = render_status(&[ready_app(), crashing_app()], true);
         let want = "\
-APP          STATE    PID   WORKERS  UPTIME  RESTARTS  LAST EXIT / ERROR                                            SOCKET
-example-app  ready    4242  2        3m12s   0         -                                                            /run/example-app/socket
+APP          STATE    PID   WORKERS  UPTIME  RESTARTS  LAST EXIT / ERROR                                                 SOCKET
+example-app  ready    4242  2        3m12s   0         -                                                                 /run/example-app/socket
     ID  PID   STATE  REQUESTS  EXCEPTIONS  RSS    BUSY
     1   4243  idle   1200      0           20.0M  -
     2   4244  busy   7         1           512K   1.2s
-broken       backoff  -     -        -       5         ModuleNotFoundError: No module named 'flask' (retry in 16s)  /run/broken/socket
+broken       backoff  -     -        -       5         exited with code 22 (the app could not be loaded) (retry in 16s)  /run/broken/socket
+    last output before \"exited with code 22 (the app could not be loaded)\":
+      Traceback (most recent call last):
+        File \"wsgi.py\", line 1
+      ModuleNotFoundError: No module named 'flask'
 ";
         assert_eq!(got, want, "\n{got}");
     }
@@ -282,6 +311,25 @@ broken       backoff  -     -        -       5         ModuleNotFoundError: No m
                     ..base.clone()
                 },
                 "app.ini:3: error: bad value",
+            ),
+            (
+                // Issue 9 #5: a kill -9 after the app printed a warning.
+                AppStatus {
+                    last_exit: Some("killed by signal SIGKILL".into()),
+                    last_output: Some("WARN the app runs as root".into()),
+                    ..base.clone()
+                },
+                "killed by signal SIGKILL",
+            ),
+            (
+                AppStatus {
+                    last_exit: Some("killed by signal SIGSEGV (core dumped)".into()),
+                    error: Some(
+                        "killed by signal SIGSEGV (core dumped)\nlast output:\nWARN x".into(),
+                    ),
+                    ..base.clone()
+                },
+                "killed by signal SIGSEGV (core dumped)",
             ),
             (
                 AppStatus {

@@ -25,7 +25,7 @@ mod messages;
 mod paths;
 
 pub use frame::{encode, read_frame, try_encode, write_frame, FrameDecoder, FrameError};
-pub use messages::{AppStatus, Request, Response, WorkerStatus};
+pub use messages::{AppStatus, ExitReason, Request, Response, WorkerStatus};
 pub use paths::{
     control_socket_in, default_control_socket, default_run_dir, run_dir_for, CONTROL_SOCKET_NAME,
     EMPEROR_DIR_NAME,

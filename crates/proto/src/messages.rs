@@ -59,8 +59,14 @@ pub struct AppStatus {
     pub uptime_secs: Option<u64>,
     /// How many times the app was respawned after a crash.
     pub restarts: u32,
-    /// How the last generation ended, e.g. `exit status 1` or `killed by SIGKILL`.
+    /// How the last generation ended, e.g. `exited with code 1` or `killed by signal
+    /// SIGKILL`: the text of [`AppStatus::exit`], never the process's output.
     pub last_exit: Option<String>,
+    /// How the last generation ended, typed.
+    pub exit: Option<ExitReason>,
+    /// The last lines the last generation printed before it ended (detail for
+    /// `status APP` and `--json`).
+    pub last_output: Option<String>,
     /// Why the app is not serving as asked, e.g. `app.ini:3: error: ...` for an invalid ini
     /// or the import error of a failed reload.
     pub error: Option<String>,
@@ -87,4 +93,80 @@ pub struct WorkerStatus {
     pub rss_kb: u64,
     /// How long the current request has been running, when busy.
     pub busy_ms: Option<u64>,
+}
+
+/// What ended a vassal generation, as the kernel reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExitReason {
+    /// It exited with this code.
+    Code { code: i32 },
+    /// A signal killed it.
+    Signal {
+        number: i32,
+        name: String,
+        core_dumped: bool,
+    },
+    /// It could not be started at all.
+    NotStarted { why: String },
+    /// How it ended is not known.
+    Unknown { why: String },
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitReason::Code { code: 22 } => {
+                write!(f, "exited with code 22 (the app could not be loaded)")
+            }
+            ExitReason::Code { code } => write!(f, "exited with code {code}"),
+            ExitReason::Signal {
+                name, core_dumped, ..
+            } => {
+                write!(f, "killed by signal {name}")?;
+                if *core_dumped {
+                    write!(f, " (core dumped)")?;
+                }
+                Ok(())
+            }
+            ExitReason::NotStarted { why } => write!(f, "could not start: {why}"),
+            ExitReason::Unknown { why } => write!(f, "could not be waited for: {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_read_as_the_kernel_reported_them() {
+        let cases = [
+            (ExitReason::Code { code: 1 }, "exited with code 1"),
+            (
+                ExitReason::Signal {
+                    number: 9,
+                    name: "SIGKILL".into(),
+                    core_dumped: false,
+                },
+                "killed by signal SIGKILL",
+            ),
+            (
+                ExitReason::Signal {
+                    number: 11,
+                    name: "SIGSEGV".into(),
+                    core_dumped: true,
+                },
+                "killed by signal SIGSEGV (core dumped)",
+            ),
+        ];
+        for (reason, want) in &cases {
+            assert_eq!(reason.to_string(), *want);
+        }
+        let json = serde_json::to_string(&cases[1].0).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"signal","number":9,"name":"SIGKILL","core_dumped":false}"#
+        );
+    }
 }

@@ -16,10 +16,12 @@
 //! never has to cancel one.
 
 mod backoff;
+mod exit;
 mod machine;
 mod state;
 
 pub use backoff::Backoff;
+pub use exit::{Exit, ExitReason, EXIT_CANNOT_LOAD};
 pub use machine::{AppView, Supervisor};
 pub use state::{StateKind, VassalState, ALLOWED_TRANSITIONS};
 
@@ -45,7 +47,12 @@ pub type ReplyId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Reload(String),
-    ReloadAll,
+    /// Reload every running app. `just_started` names apps that already got a new
+    /// generation from the rescan that came with this command (SIGHUP and `reload --all`
+    /// rescan first): they are waited for, not given a second generation.
+    ReloadAll {
+        just_started: Vec<String>,
+    },
     Restart(String),
     Stop(String),
     Start(String),
@@ -72,6 +79,13 @@ pub enum Event {
     },
     ConfigRemoved {
         app: String,
+    },
+    /// The app's ini exists but cannot be read right now (e.g. the emperor ran out of
+    /// file descriptors). Not a config error: the shell retries, and a running
+    /// generation keeps serving.
+    ConfigUnreadable {
+        app: String,
+        why: String,
     },
     Spawned {
         app: String,
@@ -102,12 +116,12 @@ pub enum Event {
         app: String,
         gen: Gen,
     },
-    /// The generation's process is gone. `how` describes the exit (and, from the
-    /// shell, the last lines it logged, e.g. an import error's traceback).
+    /// The generation's process is gone: how it ended, and the last lines it logged
+    /// (e.g. an import error's traceback).
     Exited {
         app: String,
         gen: Gen,
-        how: String,
+        exit: Exit,
     },
     Timer {
         app: String,

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::backoff::Rng;
 use crate::state::{allowed, VassalState};
-use crate::{Action, Command, Event, Gen, Millis, Outcome, Policy, ReplyId, Signal, TimerKind};
+use crate::{
+    Action, Command, Event, Exit, ExitReason, Gen, Millis, Outcome, Policy, ReplyId, Signal,
+    TimerKind,
+};
 
 #[derive(Debug, Clone)]
 struct Proc {
@@ -34,6 +37,8 @@ struct App {
     /// to spawn from).
     config_ok: bool,
     config_error: Option<String>,
+    /// The ini could not be read the last time (not a config error: retried).
+    unreadable: Option<String>,
     removed: bool,
     /// `emperorctl stop`: stay stopped until `start` or an ini change.
     held: bool,
@@ -41,7 +46,7 @@ struct App {
     attempt: u32,
     backoff_round: u64,
     restarts: u32,
-    last_exit: Option<String>,
+    last_exit: Option<Exit>,
     error: Option<String>,
     status_text: Option<String>,
     waiters: Vec<(ReplyId, WaitFor)>,
@@ -53,6 +58,7 @@ impl App {
             state: VassalState::Stopped,
             config_ok: false,
             config_error: None,
+            unreadable: None,
             removed: false,
             held: false,
             procs: BTreeMap::new(),
@@ -77,7 +83,7 @@ pub struct AppView {
     pub pid: Option<u32>,
     pub uptime_ms: Option<u64>,
     pub restarts: u32,
-    pub last_exit: Option<String>,
+    pub last_exit: Option<Exit>,
     pub error: Option<String>,
     pub next_attempt_ms: Option<u64>,
     pub status_text: Option<String>,
@@ -153,6 +159,8 @@ impl Supervisor {
                 let gen = a.state.serving().or(a.state.pending());
                 let proc = gen.and_then(|g| a.procs.get(&g));
                 let state = match (&a.state, a.config_ok) {
+                    // Not an invalid ini: one that could not be read (e.g. no fd left).
+                    (VassalState::Failed { .. }, _) if a.unreadable.is_some() => "failed",
                     (VassalState::Failed { .. }, false) => "invalid",
                     (s, _) => s.kind().as_str(),
                 };
@@ -169,7 +177,11 @@ impl Supervisor {
                         .map(|r| now.since(r)),
                     restarts: a.restarts,
                     last_exit: a.last_exit.clone(),
-                    error: a.config_error.clone().or_else(|| a.error.clone()),
+                    error: a
+                        .unreadable
+                        .clone()
+                        .or_else(|| a.config_error.clone())
+                        .or_else(|| a.error.clone()),
                     next_attempt_ms: match a.state {
                         VassalState::Backoff { until, .. } => Some(until.since(now)),
                         _ => None,
@@ -185,14 +197,19 @@ impl Supervisor {
         match ev {
             Event::ConfigChanged { app, valid } => self.config_changed(&app, valid, now, &mut out),
             Event::ConfigRemoved { app } => self.config_removed(&app, now, &mut out),
+            Event::ConfigUnreadable { app, why } => self.config_unreadable(&app, why),
             Event::Spawned { app, gen, pid } => {
                 if let Some(p) = self.apps.get_mut(&app).and_then(|a| a.procs.get_mut(&gen)) {
                     p.pid = Some(pid);
                 }
             }
-            Event::SpawnFailed { app, gen, why } => {
-                self.exited(&app, gen, format!("could not start: {why}"), now, &mut out)
-            }
+            Event::SpawnFailed { app, gen, why } => self.exited(
+                &app,
+                gen,
+                Exit::new(ExitReason::NotStarted(why)),
+                now,
+                &mut out,
+            ),
             Event::Ready { app, gen } => self.ready(&app, gen, now, &mut out),
             Event::Status { app, gen, text } => {
                 if let Some(a) = self.apps.get_mut(&app) {
@@ -207,9 +224,9 @@ impl Supervisor {
                     p.last_beat = now;
                 }
             }
-            Event::Exited { app, gen, how } => {
+            Event::Exited { app, gen, exit } => {
                 self.old_stopped(&app, gen, &mut out);
-                self.exited(&app, gen, how, now, &mut out)
+                self.exited(&app, gen, exit, now, &mut out)
             }
             Event::Timer { app, gen, kind } => self.timer(&app, gen, kind, now, &mut out),
             Event::Control { reply, cmd } => self.control(reply, cmd, now, &mut out),
@@ -401,6 +418,7 @@ impl Supervisor {
             return;
         }
         let a = self.apps.entry(app.to_owned()).or_insert_with(App::new);
+        a.unreadable = None;
         match valid {
             Ok(()) => {
                 a.config_ok = true;
@@ -424,6 +442,24 @@ impl Supervisor {
                     self.set_state(app, VassalState::Failed { why });
                 }
             }
+        }
+    }
+
+    /// The ini exists but could not be read: keep whatever runs; an app that has
+    /// nothing running shows why (as `failed`, not `invalid`) until a read succeeds.
+    fn config_unreadable(&mut self, app: &str, why: String) {
+        if self.shutting_down {
+            return;
+        }
+        let a = self.apps.entry(app.to_owned()).or_insert_with(App::new);
+        a.unreadable = Some(why.clone());
+        if a.procs.is_empty()
+            && (matches!(
+                a.state,
+                VassalState::Backoff { .. } | VassalState::Failed { .. }
+            ) || (a.state == VassalState::Stopped && !a.held))
+        {
+            self.set_state(app, VassalState::Failed { why });
         }
     }
 
@@ -530,7 +566,7 @@ impl Supervisor {
         );
     }
 
-    fn exited(&mut self, app: &str, gen: Gen, how: String, now: Millis, out: &mut Vec<Action>) {
+    fn exited(&mut self, app: &str, gen: Gen, exit: Exit, now: Millis, out: &mut Vec<Action>) {
         let Some(a) = self.apps.get_mut(app) else {
             return;
         };
@@ -547,7 +583,8 @@ impl Supervisor {
             // A replaced or drained generation finished; nothing else changes.
             return;
         }
-        a.last_exit = Some(how.clone());
+        let how = exit.report();
+        a.last_exit = Some(exit);
         match a.state.clone() {
             VassalState::Reloading { old, new } if new == gen => {
                 // The new generation failed: the old one never stopped serving.
@@ -679,7 +716,6 @@ impl Supervisor {
                 // It is not serving anything: kill it, and decide now as if it had failed.
                 self.stop_proc(app, gen, Signal::Kill, now, out);
                 let a = self.apps.get_mut(app).expect("app present: checked above");
-                a.last_exit = Some(why.clone());
                 a.error = Some(why.clone());
                 match a.state.clone() {
                     VassalState::Reloading { old, .. } => {
@@ -717,7 +753,7 @@ impl Supervisor {
             return;
         }
         let name = match &cmd {
-            Command::ReloadAll => {
+            Command::ReloadAll { just_started } => {
                 let names: Vec<String> = self
                     .apps
                     .iter()
@@ -744,7 +780,13 @@ impl Supervisor {
                     id
                 });
                 for n in names {
-                    self.control(group, Command::Reload(n), now, out);
+                    let pending = self.apps[&n].state.pending().is_some();
+                    if pending && just_started.contains(&n) {
+                        // Its new generation is the reload: wait for it.
+                        self.wait(&n, group, WaitFor::Ready);
+                    } else {
+                        self.control(group, Command::Reload(n), now, out);
+                    }
                 }
                 return;
             }
@@ -781,11 +823,13 @@ impl Supervisor {
             Command::Reload(_) | Command::Restart(_) | Command::Start(_) => {
                 let is_start = matches!(cmd, Command::Start(_));
                 if !a.config_ok {
-                    let why = a
-                        .config_error
-                        .clone()
-                        .unwrap_or_else(|| "no valid config".into());
-                    let msg = format!("the ini is invalid, nothing to start:\n{why}");
+                    let msg = match (&a.unreadable, &a.config_error) {
+                        (Some(why), _) => format!("the ini cannot be read: {why}"),
+                        (None, Some(why)) => {
+                            format!("the ini is invalid, nothing to start:\n{why}")
+                        }
+                        (None, None) => "the ini is invalid, nothing to start".to_owned(),
+                    };
                     self.answer(reply, &name, Outcome::Failed(msg), out);
                     return;
                 }
@@ -807,7 +851,7 @@ impl Supervisor {
                 self.wait(&name, reply, WaitFor::Ready);
                 self.begin(&name, now, out);
             }
-            Command::ReloadAll => unreachable!("handled above"),
+            Command::ReloadAll { .. } => unreachable!("handled above"),
         }
     }
 

@@ -1,8 +1,8 @@
 //! Table-driven tests of the supervisor: events in, actions and states out.
 
 use supervisor::{
-    Action, Backoff, Command, Event, Millis, Outcome, Policy, Signal, Supervisor, TimerKind,
-    VassalState,
+    Action, Backoff, Command, Event, Exit, ExitReason, Millis, Outcome, Policy, Signal, Supervisor,
+    TimerKind, VassalState,
 };
 
 fn policy() -> Policy {
@@ -62,11 +62,22 @@ impl H {
             gen,
         })
     }
-    fn exited(&mut self, app: &str, gen: u64, how: &str) -> Vec<Action> {
+    /// An exit with code 1 whose last output was `output`.
+    fn exited(&mut self, app: &str, gen: u64, output: &str) -> Vec<Action> {
+        self.exited_with(
+            app,
+            gen,
+            Exit {
+                reason: ExitReason::Code(1),
+                output: output.into(),
+            },
+        )
+    }
+    fn exited_with(&mut self, app: &str, gen: u64, exit: Exit) -> Vec<Action> {
         self.ev(Event::Exited {
             app: app.into(),
             gen,
-            how: how.into(),
+            exit,
         })
     }
     fn ctl(&mut self, reply: u64, cmd: Command) -> Vec<Action> {
@@ -411,7 +422,12 @@ fn reload_all_answers_once_when_every_app_is_done() {
     let mut h = H::running("a");
     h.changed("b");
     h.ready("b", 2);
-    let out = h.ctl(42, Command::ReloadAll);
+    let out = h.ctl(
+        42,
+        Command::ReloadAll {
+            just_started: vec![],
+        },
+    );
     assert!(replies(&out).is_empty());
     assert!(replies(&h.ready("a", 3)).is_empty());
     assert!(replies(&h.exited("b", 4, "exit 22: ImportError")).is_empty());
@@ -480,7 +496,7 @@ fn random_walks_stay_inside_the_table() {
             let app = ["a", "b"][rnd(2) as usize];
             let gen = rnd(12);
             h.now += rnd(3000);
-            let e = match rnd(11) {
+            let e = match rnd(12) {
                 0 => Event::ConfigChanged {
                     app: app.into(),
                     valid: Ok(()),
@@ -497,7 +513,7 @@ fn random_walks_stay_inside_the_table() {
                 4 | 5 => Event::Exited {
                     app: app.into(),
                     gen,
-                    how: "x".into(),
+                    exit: Exit::new(ExitReason::Code(1)),
                 },
                 6 => Event::Timer {
                     app: app.into(),
@@ -515,7 +531,9 @@ fn random_walks_stay_inside_the_table() {
                         1 => Command::Restart(app.into()),
                         2 => Command::Stop(app.into()),
                         3 => Command::Start(app.into()),
-                        _ => Command::ReloadAll,
+                        _ => Command::ReloadAll {
+                            just_started: vec![app.into()],
+                        },
                     },
                 },
                 8 => Event::Spawned {
@@ -524,6 +542,10 @@ fn random_walks_stay_inside_the_table() {
                     pid: gen as u32 + 100,
                 },
                 9 if rnd(20) == 0 => Event::Shutdown { force: rnd(2) == 0 },
+                10 => Event::ConfigUnreadable {
+                    app: app.into(),
+                    why: "cannot open: Too many open files".into(),
+                },
                 _ => Event::Status {
                     app: app.into(),
                     gen,
@@ -588,4 +610,103 @@ fn hung_generation_without_heartbeats_is_killed_and_restarted() {
         .contains("WATCHDOG"));
     let out = h.exited("a", 1, "killed by signal SIGKILL");
     assert_eq!(out[0], spawn("a", 2));
+}
+
+/// Issue 9 #11: SIGHUP rescans, and the rescan already started a new generation of a
+/// changed app; the reload-all that follows must wait for it, not replace it.
+#[test]
+fn reload_all_after_a_rescan_gives_a_changed_app_exactly_one_generation() {
+    let mut h = H::running("a");
+    h.changed("b");
+    h.ready("b", 2);
+    // The rescan saw a's ini change: generation 3 starts beside 1.
+    let out = h.changed("a");
+    assert_eq!(
+        out.iter()
+            .filter(|x| matches!(x, Action::Spawn { .. }))
+            .count(),
+        1
+    );
+    let out = h.ctl(
+        9,
+        Command::ReloadAll {
+            just_started: vec!["a".into()],
+        },
+    );
+    let spawns: Vec<&Action> = out
+        .iter()
+        .filter(|x| matches!(x, Action::Spawn { .. }))
+        .collect();
+    assert_eq!(spawns, [&spawn("b", 4)], "only b gets a new generation");
+    assert_eq!(
+        h.state("a"),
+        Some(VassalState::Reloading { old: 1, new: 3 }),
+        "a's pending generation is not replaced"
+    );
+    h.ready("a", 3);
+    h.ready("b", 4);
+    h.ev(Event::Stopping {
+        app: "a".into(),
+        gen: 1,
+    });
+    let r = replies(&h.ev(Event::Stopping {
+        app: "b".into(),
+        gen: 2,
+    }));
+    assert!(matches!(&r[..], [(9, Outcome::Done(_))]), "{r:?}");
+}
+
+/// Issue 9 #5: the reason is the kernel's, the output only follows it.
+#[test]
+fn status_shows_the_signal_that_killed_a_generation_not_its_last_output() {
+    let mut h = H::running("a");
+    h.exited_with(
+        "a",
+        1,
+        Exit {
+            reason: ExitReason::Signal {
+                number: 9,
+                name: "SIGKILL".into(),
+                core_dumped: false,
+            },
+            output: "WARN the app runs as root".into(),
+        },
+    );
+    let st = &h.s.status(Millis(0))[0];
+    let exit = st.last_exit.as_ref().expect("an exit was recorded");
+    assert_eq!(exit.reason.to_string(), "killed by signal SIGKILL");
+    assert_eq!(exit.output, "WARN the app runs as root");
+}
+
+/// Issue 9 #4: an ini that cannot be opened (no fd left) is not an invalid ini.
+#[test]
+fn an_unreadable_ini_is_failed_not_invalid_and_a_later_read_starts_it() {
+    let mut h = H::new();
+    let out = h.ev(Event::ConfigUnreadable {
+        app: "a".into(),
+        why: "cannot open: Too many open files".into(),
+    });
+    assert!(out.is_empty(), "{out:?}");
+    let st = &h.s.status(Millis(0))[0];
+    assert_eq!(st.state, "failed");
+    assert_eq!(
+        st.error.as_deref(),
+        Some("cannot open: Too many open files")
+    );
+    let r = replies(&h.ctl(3, Command::Start("a".into())));
+    assert!(
+        matches!(&r[..], [(3, Outcome::Failed(m))] if m.contains("cannot be read")),
+        "{r:?}"
+    );
+    let out = h.changed("a");
+    assert_eq!(out[0], spawn("a", 1));
+    assert_eq!(h.s.status(Millis(0))[0].error, None);
+
+    // A running app keeps serving through an unreadable moment.
+    let mut h = H::running("b");
+    h.ev(Event::ConfigUnreadable {
+        app: "b".into(),
+        why: "cannot open: Too many open files".into(),
+    });
+    assert_eq!(h.state("b"), Some(VassalState::Ready { gen: 1 }));
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{AppStatus, Request, Response, WorkerStatus, PROTOCOL_VERSION};
+use crate::{AppStatus, ExitReason, Request, Response, WorkerStatus, PROTOCOL_VERSION};
 
 fn requests() -> Vec<Request> {
     vec![
@@ -47,7 +47,13 @@ fn responses() -> Vec<Response> {
                     }],
                     uptime_secs: Some(192),
                     restarts: 2,
-                    last_exit: Some("exit status 1".into()),
+                    last_exit: Some("killed by signal SIGSEGV (core dumped)".into()),
+                    exit: Some(ExitReason::Signal {
+                        number: 11,
+                        name: "SIGSEGV".into(),
+                        core_dumped: true,
+                    }),
+                    last_output: Some("WARN the app runs as root".into()),
                     error: None,
                     socket: "/run/example-app/socket".into(),
                     config: "/etc/emperor/apps-enabled/example-app.ini".into(),
