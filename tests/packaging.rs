@@ -38,17 +38,22 @@ fn systemd_tool(tool: &str, args: &[&str]) -> (i32, String) {
 }
 
 /// `systemd-analyze verify` on a copy of `unit` named emperor.service. verify checks that
-/// ExecStart exists, and /usr/bin/emperor is not installed here: the copy points it at
-/// /bin/true. Every other absolute binary (/bin/kill) must exist as written.
+/// ExecStart and ExecReload exist, and /usr/bin/emperor and emperorctl are not installed
+/// here: the copy points them at /bin/true. Every other absolute binary must exist as
+/// written.
 fn verify(tmp: &TempDir, unit: &str) -> (i32, String) {
     let rewritten: String = unit
         .lines()
-        .map(
-            |line| match line.strip_prefix("ExecStart=/usr/bin/emperor") {
-                Some(args) => format!("ExecStart=/bin/true{args}\n"),
-                None => format!("{line}\n"),
-            },
-        )
+        .map(|line| {
+            match (
+                line.strip_prefix("ExecStart=/usr/bin/emperor"),
+                line.strip_prefix("ExecReload=/usr/bin/emperorctl"),
+            ) {
+                (Some(args), _) => format!("ExecStart=/bin/true{args}\n"),
+                (_, Some(args)) => format!("ExecReload=/bin/true{args}\n"),
+                _ => format!("{line}\n"),
+            }
+        })
         .collect();
     assert_ne!(
         rewritten,
@@ -102,7 +107,8 @@ fn unit_has_the_settings_the_emperor_relies_on() {
         "Type=notify",
         "NotifyAccess=main",
         "ExecStart=/usr/bin/emperor --config /etc/emperor/emperor.ini",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        // Waits for every app's new generation; fails when one fails (kill -HUP cannot).
+        "ExecReload=/usr/bin/emperorctl reload --all",
         // The emperor stops its vassals itself; systemd only SIGKILLs leftovers.
         "KillMode=mixed",
         // Above the emperor's default 30 s reload-mercy.

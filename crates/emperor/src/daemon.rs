@@ -22,11 +22,17 @@ use crate::{control, vnotify, Input, Settings};
 
 /// One log record per line, each with the app's name: a multi-line message (a config
 /// error list, a failure with a traceback) never leaves continuation lines without a
-/// timestamp or app.
+/// timestamp or app. Natively in journald it is one entry (with the app's field).
 macro_rules! app_lines {
     ($level:ident, $app:expr, $($fmt:tt)+) => {
-        for line in format!($($fmt)+).lines() {
-            tracing::$level!(app = %$app, "{line}");
+        let text = format!($($fmt)+);
+        if crate::journal::native() {
+            // journald keeps a multi-line message as one entry.
+            tracing::$level!(app = %$app, "{text}");
+        } else {
+            for line in text.lines() {
+                tracing::$level!(app = %$app, "{line}");
+            }
         }
     };
 }
@@ -34,8 +40,13 @@ macro_rules! app_lines {
 /// The same for messages about no single app.
 macro_rules! lines {
     ($level:ident, $($fmt:tt)+) => {
-        for line in format!($($fmt)+).lines() {
-            tracing::$level!("{line}");
+        let text = format!($($fmt)+);
+        if crate::journal::native() {
+            tracing::$level!("{text}");
+        } else {
+            for line in text.lines() {
+                tracing::$level!("{line}");
+            }
         }
     };
 }

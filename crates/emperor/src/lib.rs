@@ -13,6 +13,7 @@
 mod control;
 mod daemon;
 mod inihost;
+pub mod journal;
 pub mod scan;
 mod spawn;
 mod vnotify;

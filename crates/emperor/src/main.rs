@@ -32,15 +32,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EMPEROR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    emperor::journal::init_logging();
     let args = Args::parse();
     let vassal_nofile = emperor::raise_fd_limit();
     match settings(args, vassal_nofile).and_then(emperor::run) {

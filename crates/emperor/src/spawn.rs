@@ -119,6 +119,9 @@ pub fn spawn(
             }
             // The emperor timestamps every line it logs for the vassal.
             libc::setenv(c"VASSAL_LOG_TIMESTAMPS".as_ptr(), c"0".as_ptr(), 0);
+            // The vassal's stderr is our pipe, not the journal stream systemd gave us.
+            libc::unsetenv(c"JOURNAL_STREAM".as_ptr());
+            libc::unsetenv(c"INVOCATION_ID".as_ptr());
             Ok(())
         });
     }
@@ -133,6 +136,7 @@ pub fn spawn(
         let mut err = stderr.map(|s| BufReader::new(s).lines());
         let mut status = None;
         let mut drain_until = None;
+        let mut classify = crate::journal::OutputClassifier::new(crate::journal::native());
         loop {
             if out.is_none() && err.is_none() {
                 break;
@@ -148,19 +152,22 @@ pub fn spawn(
                 }
                 line = async { out.as_mut().expect("guarded").next_line().await }, if out.is_some() => {
                     match line {
-                        Ok(Some(l)) => log_line(&app, gen, &l, &mut tail),
+                        Ok(Some(l)) => log_line(&app, gen, &l, &mut tail, &mut classify),
                         _ => out = None,
                     }
                 }
                 line = async { err.as_mut().expect("guarded").next_line().await }, if err.is_some() => {
                     match line {
-                        Ok(Some(l)) => log_line(&app, gen, &l, &mut tail),
+                        Ok(Some(l)) => log_line(&app, gen, &l, &mut tail, &mut classify),
                         _ => err = None,
                     }
                 }
             }
         }
         drop((out, err));
+        if let Some((severity, text)) = classify.flush() {
+            emit(&app, gen, severity, &text);
+        }
         let status = match status {
             Some(s) => s,
             None => child.wait().await,
@@ -175,12 +182,37 @@ pub fn spawn(
     Ok(pid)
 }
 
-fn log_line(app: &str, gen: u64, line: &str, tail: &mut VecDeque<String>) {
-    tracing::info!(target: "vassal", app = %app, "[{app}#{gen}] {line}");
+fn log_line(
+    app: &str,
+    gen: u64,
+    line: &str,
+    tail: &mut VecDeque<String>,
+    classify: &mut crate::journal::OutputClassifier,
+) {
+    for (severity, text) in classify.feed(line) {
+        emit(app, gen, severity, &text);
+    }
     if tail.len() == TAIL {
         tail.pop_front();
     }
     tail.push_back(line.to_owned());
+}
+
+/// One record of a vassal's output, at the severity its text names.
+fn emit(app: &str, gen: u64, severity: crate::journal::Severity, text: &str) {
+    use crate::journal::Severity;
+    match severity {
+        Severity::Error => {
+            tracing::error!(target: "vassal", app = %app, generation = gen, "[{app}#{gen}] {text}")
+        }
+        Severity::Warn => {
+            tracing::warn!(target: "vassal", app = %app, generation = gen, "[{app}#{gen}] {text}")
+        }
+        // An app's own debug lines are not hidden behind the emperor's log filter.
+        Severity::Info | Severity::Debug => {
+            tracing::info!(target: "vassal", app = %app, generation = gen, "[{app}#{gen}] {text}")
+        }
+    }
 }
 
 /// The kernel's wait status as a typed reason.
