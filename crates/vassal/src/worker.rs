@@ -23,7 +23,7 @@ use crate::meter::{Limits, Meter};
 use crate::python::{EnvironBuilder, Python};
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::serve::http::{HttpConn, Next};
-use crate::serve::park::{BoundReport, Evicted, ParkSet, Parkable};
+use crate::serve::park::{BoundReport, Evicted, FirstByteGrace, ParkSet, Parkable};
 use crate::serve::uwsgi::UwsgiConn;
 use crate::serve::{self, Shared, ThreadState};
 use crate::vars::VarList;
@@ -234,6 +234,7 @@ fn serve_thread(
         let mut parked: ParkSet<Parked> = ParkSet::new(park_limit);
         let mut report = BoundReport::new();
         let mut again: Vec<Parked> = Vec::new();
+        let mut grace = FirstByteGrace::new();
         let mut fds: Vec<RawFd> = Vec::new();
         loop {
             fds.clear();
@@ -276,18 +277,21 @@ fn serve_thread(
                     }
                 };
                 let mut conn = serve_parked(py, conn, shared, &mut ts);
-                // Its request has not arrived: a client normally sends right after it
-                // connects, so wait a moment for it before parking. Parking at once
-                // would let this thread accept (and hold) every connection of a burst
-                // while other workers sit idle; a silent client costs it FIRST_BYTE_GRACE
-                // once.
+                // Nothing of its request has arrived: wait a moment for it before
+                // parking (see FirstByteGrace).
                 if let Some(c) = conn.take() {
-                    let fd = [c.raw_fd()];
-                    let deadline = std::time::Instant::now() + FIRST_BYTE_GRACE;
-                    conn = if py.detach(|| poll_parked(&fd, Some(deadline))).is_empty() {
+                    conn = if c.has_bytes() {
                         Some(c)
                     } else {
-                        serve_parked(py, c, shared, &mut ts)
+                        let fd = [c.raw_fd()];
+                        let deadline = std::time::Instant::now() + grace.wait();
+                        let sent = !py.detach(|| poll_parked(&fd, Some(deadline))).is_empty();
+                        grace.observed(sent);
+                        if sent {
+                            serve_parked(py, c, shared, &mut ts)
+                        } else {
+                            Some(c)
+                        }
                     };
                 }
                 if let Some(conn) = conn {
@@ -341,6 +345,14 @@ impl Parked {
             Parked::Uwsgi(c) => c.raw_fd(),
         }
     }
+
+    /// Part of a request has arrived.
+    fn has_bytes(&self) -> bool {
+        match self {
+            Parked::Http(c) => c.has_bytes(),
+            Parked::Uwsgi(c) => c.has_bytes(),
+        }
+    }
 }
 
 impl Parkable for Parked {
@@ -374,10 +386,6 @@ fn serve_parked(
         },
     }
 }
-
-/// How long a serving thread waits for the first bytes of a connection it has just
-/// accepted before parking it (see the accept branch of `serve_thread`).
-const FIRST_BYTE_GRACE: Duration = Duration::from_millis(1);
 
 /// How often the "parked connections at their bound" warning may be logged.
 const BOUND_REPORT_EVERY: Duration = Duration::from_secs(10);

@@ -121,6 +121,15 @@ impl HttpConn {
         self.stream.raw_fd()
     }
 
+    /// Part of a request has arrived.
+    pub fn has_bytes(&self) -> bool {
+        self.head.is_some()
+            || self
+                .reader
+                .as_ref()
+                .is_some_and(|r| !r.buffered().is_empty())
+    }
+
     /// Served before and nothing of a next request has arrived.
     pub fn idle(&self) -> bool {
         self.served

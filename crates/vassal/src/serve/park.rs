@@ -108,6 +108,47 @@ impl<T: Parkable> ParkSet<T> {
     }
 }
 
+/// How long a serving thread waits for the first bytes of a connection it has just
+/// accepted before parking it. Parking at once would let one thread accept (and then
+/// hold, while it runs the app) a whole burst of connections whose requests were a few
+/// microseconds behind, while other workers sit idle. Waiting costs the thread that
+/// time for a client that never sends: after a few such clients in a row (an attack,
+/// not a burst) the wait drops to the short one until a client sends in time again.
+#[derive(Debug, Clone)]
+pub struct FirstByteGrace {
+    silent_streak: u32,
+}
+
+impl FirstByteGrace {
+    /// The wait while clients send promptly.
+    pub const LONG: std::time::Duration = std::time::Duration::from_millis(30);
+    /// The wait after [`Self::STREAK`] silent clients in a row.
+    pub const SHORT: std::time::Duration = std::time::Duration::from_millis(1);
+    pub const STREAK: u32 = 2;
+
+    pub const fn new() -> Self {
+        FirstByteGrace { silent_streak: 0 }
+    }
+
+    /// How long to wait for the next fresh connection's first bytes.
+    pub fn wait(&self) -> std::time::Duration {
+        if self.silent_streak >= Self::STREAK {
+            Self::SHORT
+        } else {
+            Self::LONG
+        }
+    }
+
+    /// Records whether the connection sent within the wait.
+    pub fn observed(&mut self, sent: bool) {
+        self.silent_streak = if sent {
+            0
+        } else {
+            self.silent_streak.saturating_add(1)
+        };
+    }
+}
+
 /// Rate limit for the "bound reached" log line: at most one line per `every`.
 pub struct BoundReport {
     last: Option<Instant>,
@@ -233,6 +274,26 @@ mod tests {
         assert_eq!(gone, vec![1, 2, 4]);
         assert_eq!(ids(&set), vec![3]);
         assert_eq!(set.next_deadline(), Some(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn first_byte_grace_shortens_after_silent_clients_and_recovers() {
+        let mut g = FirstByteGrace::new();
+        // (client sent in time?) -> wait for the next one
+        let steps = [
+            (false, FirstByteGrace::LONG),
+            (false, FirstByteGrace::SHORT),
+            (false, FirstByteGrace::SHORT),
+            (false, FirstByteGrace::SHORT),
+            (true, FirstByteGrace::LONG),
+            (false, FirstByteGrace::LONG),
+            (true, FirstByteGrace::LONG),
+        ];
+        assert_eq!(g.wait(), FirstByteGrace::LONG);
+        for (i, (sent, want)) in steps.into_iter().enumerate() {
+            g.observed(sent);
+            assert_eq!(g.wait(), want, "after step {i}");
+        }
     }
 
     #[test]

@@ -108,6 +108,11 @@ impl UwsgiConn {
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.stream.raw_fd()
     }
+
+    /// Part of the request has arrived.
+    pub fn has_bytes(&self) -> bool {
+        !self.reader.buffered().is_empty()
+    }
 }
 
 /// Reads what has arrived without blocking. Serves the request once it is all here
