@@ -114,6 +114,8 @@ fn unit_has_the_settings_the_emperor_relies_on() {
         // Above the emperor's default 30 s reload-mercy.
         "TimeoutStopSec=45s",
         "Restart=on-failure",
+        // The sockets outlive a crashed emperor in systemd's fd store.
+        "FileDescriptorStoreMax=4096",
         "WatchdogSec=30s",
         "RuntimeDirectory=emperor",
         "RuntimeDirectoryPreserve=no",

@@ -256,6 +256,8 @@ static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 struct Shared {
     messages: Vec<String>,
     exit: Option<ExitStatus>,
+    /// What the emperor put into the (emulated) systemd fd store, by FDNAME.
+    stored: Vec<(String, std::os::fd::OwnedFd)>,
 }
 
 #[derive(Default)]
@@ -276,6 +278,8 @@ pub struct EmperorBuilder {
     options: Vec<(String, String)>,
     env: Vec<(String, String)>,
     fd_limit: Option<u64>,
+    fd_store: bool,
+    listen_fds: Vec<(String, std::os::fd::OwnedFd)>,
 }
 
 impl EmperorBuilder {
@@ -301,6 +305,21 @@ impl EmperorBuilder {
         self
     }
 
+    /// Plays systemd's file descriptor store: descriptors the emperor sends with
+    /// `FDSTORE=1` are kept (by FDNAME) until `FDSTOREREMOVE=1`; see
+    /// [`Emperor::take_stored`]. Without this they are dropped on receipt.
+    pub fn fd_store(mut self) -> Self {
+        self.fd_store = true;
+        self
+    }
+
+    /// Hands `fds` to the emperor as systemd hands back its fd store: from fd 3, with
+    /// LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID = the emperor's pid.
+    pub fn listen_fds(mut self, fds: Vec<(String, std::os::fd::OwnedFd)>) -> Self {
+        self.listen_fds = fds;
+        self
+    }
+
     /// Starts the emperor on `tree` without waiting for READY=1.
     pub fn spawn(self, tree: &EmperorTree) -> Emperor {
         let exe = bin("emperor");
@@ -321,9 +340,46 @@ impl EmperorBuilder {
             .unwrap_or_else(|e| panic!("bind {}: {e}", notify_path.display()));
         let events = Arc::new(Events::default());
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_notify_reader(sock, events.clone(), stop.clone());
+        spawn_notify_reader(sock, events.clone(), stop.clone(), self.fd_store);
 
-        let mut cmd = Command::new(&exe);
+        let mut cmd = if self.listen_fds.is_empty() {
+            Command::new(&exe)
+        } else {
+            // LISTEN_PID must be the emperor's own pid, known only after the fork: the
+            // shell learns it as $$ and exec keeps it.
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(r#"LISTEN_PID=$$ exec "$0" "$@""#).arg(&exe);
+            c
+        };
+        if !self.listen_fds.is_empty() {
+            let raw: Vec<i32> = self
+                .listen_fds
+                .iter()
+                .map(|(_, fd)| std::os::fd::AsRawFd::as_raw_fd(fd))
+                .collect();
+            // SAFETY: only fcntl and dup2 (async-signal-safe) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // Out of the way first (a source may sit on a target number), then
+                    // into place from fd 3, without FD_CLOEXEC.
+                    let first_free = 3 + raw.len() as i32 + 64;
+                    let mut moved = Vec::with_capacity(raw.len());
+                    for fd in &raw {
+                        let t = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
+                        if t < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        moved.push(t);
+                    }
+                    for (i, t) in moved.iter().enumerate() {
+                        if libc::dup2(*t, 3 + i as i32) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("--config")
             .arg(&config_path)
             .arg("--apps-enabled")
@@ -340,6 +396,11 @@ impl EmperorBuilder {
         cmd.env("NOTIFY_SOCKET", &notify_path)
             .env("RUST_BACKTRACE", "1")
             .env("EMPEROR_LOG", "info");
+        if !self.listen_fds.is_empty() {
+            let names: Vec<&str> = self.listen_fds.iter().map(|(n, _)| n.as_str()).collect();
+            cmd.env("LISTEN_FDS", self.listen_fds.len().to_string())
+                .env("LISTEN_FDNAMES", names.join(":"));
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -367,6 +428,7 @@ impl EmperorBuilder {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", exe.display()));
+        drop(self.listen_fds);
         let pid = child.id();
         let ev = events.clone();
         // The waiter turns the exit into a message on the same condvar as notifications,
@@ -398,22 +460,65 @@ impl EmperorBuilder {
     }
 }
 
-fn spawn_notify_reader(sock: UnixDatagram, events: Arc<Events>, stop: Arc<AtomicBool>) {
+fn spawn_notify_reader(
+    sock: UnixDatagram,
+    events: Arc<Events>,
+    stop: Arc<AtomicBool>,
+    keep_fds: bool,
+) {
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("set notify read timeout");
     std::thread::spawn(move || {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         let mut buf = vec![0u8; 65536];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 16]);
         while !stop.load(Ordering::Relaxed) {
-            match sock.recv(&mut buf) {
-                Ok(n) => {
-                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    events.lock().messages.push(msg);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let got = recvmsg::<UnixAddr>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            match got {
+                Ok(m) => {
+                    let mut fds: Vec<OwnedFd> = Vec::new();
+                    if let Ok(cmsgs) = m.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(raw) = c {
+                                // SAFETY: the kernel just gave us these descriptors.
+                                fds.extend(
+                                    raw.into_iter()
+                                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                                );
+                            }
+                        }
+                    }
+                    let n = m.bytes;
+                    let msg = String::from_utf8_lossy(&iov[0][..n]).into_owned();
+                    let field = |k: &str| {
+                        msg.lines()
+                            .find_map(|l| l.strip_prefix(k).map(str::to_owned))
+                    };
+                    let mut st = events.lock();
+                    if keep_fds {
+                        if msg.lines().any(|l| l == "FDSTORE=1") {
+                            let name = field("FDNAME=").unwrap_or_else(|| "stored".into());
+                            for fd in fds {
+                                st.stored.push((name.clone(), fd));
+                            }
+                        } else if msg.lines().any(|l| l == "FDSTOREREMOVE=1") {
+                            if let Some(name) = field("FDNAME=") {
+                                st.stored.retain(|(n, _)| *n != name);
+                            }
+                        }
+                    }
+                    st.messages.push(msg);
+                    drop(st);
                     events.changed.notify_all();
                 }
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut
-                        || e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     eprintln!("notify reader: {e}");
                     return;
@@ -437,6 +542,22 @@ pub struct Emperor {
 }
 
 impl Emperor {
+    /// The FDNAMEs the emperor has in the emulated fd store now (see
+    /// [`EmperorBuilder::fd_store`]).
+    pub fn stored_names(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .stored
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Takes the emulated fd store's descriptors (to hand to the next emperor).
+    pub fn take_stored(&self) -> Vec<(String, std::os::fd::OwnedFd)> {
+        std::mem::take(&mut self.events.lock().stored)
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }

@@ -15,6 +15,7 @@ use supervisor::{
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
+use crate::fdstore::{self, FdStore};
 use crate::inihost::{self, IniHost};
 use crate::scan::{self, FileState};
 use crate::spawn::{self, SpawnSpec};
@@ -82,6 +83,8 @@ struct Daemon {
     next_periodic: Instant,
     notify_path: PathBuf,
     systemd: Notifier,
+    /// App and control sockets kept by systemd across emperor crashes.
+    fdstore: FdStore,
     watchdog: Option<(Duration, Instant)>,
     hup_reply: Option<ReplyId>,
     last_status: String,
@@ -117,6 +120,7 @@ impl Daemon {
     fn start(s: Settings, tx: UnboundedSender<Input>) -> anyhow::Result<Daemon> {
         // systemd's variables are ours, never the vassals'.
         let systemd = Notifier::from_env();
+        let mut fdstore = FdStore::from_env(systemd.is_active());
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -156,19 +160,35 @@ impl Daemon {
         if let Some(parent) = s.control_socket.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        // The control socket: mode 0660, refused if another emperor answers on it.
-        let control = sockets::bind(
-            &SocketSpec {
-                address: s.control_socket.display().to_string(),
-                protocol: Protocol::Uwsgi,
-            },
-            &sockets::BindOptions {
-                backlog: 64,
-                chmod: Some(0o660),
-                chown: None,
-            },
-        )
-        .with_context(|| "binding the control socket (is another emperor running?)")?;
+        // The control socket: mode 0660, refused if another emperor answers on it. One
+        // systemd kept for us (a crashed emperor's) is taken back when its path is still
+        // there.
+        let control_spec = SocketSpec {
+            address: s.control_socket.display().to_string(),
+            protocol: Protocol::Uwsgi,
+        };
+        let control = match fdstore
+            .take(fdstore::CONTROL)
+            .map(|fd| sockets::adopt(fd, &control_spec))
+        {
+            Some(Ok(l)) => l,
+            stale => {
+                if stale.is_some() {
+                    fdstore.remove(&systemd, fdstore::CONTROL);
+                }
+                let l = sockets::bind(
+                    &control_spec,
+                    &sockets::BindOptions {
+                        backlog: 64,
+                        chmod: Some(0o660),
+                        chown: None,
+                    },
+                )
+                .with_context(|| "binding the control socket (is another emperor running?)")?;
+                fdstore.store(&systemd, fdstore::CONTROL, l.raw_fd());
+                l
+            }
+        };
         let sockets::ListenerKind::Unix(control) = control.kind else {
             anyhow::bail!("the control socket must be a unix socket path");
         };
@@ -243,6 +263,7 @@ impl Daemon {
             rescan_at: None,
             notify_path,
             systemd,
+            fdstore,
             watchdog,
             hup_reply: None,
             last_status: String::new(),
@@ -262,6 +283,7 @@ impl Daemon {
 
     async fn main_loop(&mut self, mut rx: UnboundedReceiver<Input>) {
         self.rescan();
+        self.fdstore.release_unclaimed(&self.systemd);
         tracing::info!(
             "emperor ready: watching {}, control socket {}",
             self.s.apps_enabled.display(),
@@ -640,9 +662,12 @@ impl Daemon {
         let specs = self.socket_specs(app, &cfg);
         let rt = self.apps.get_mut(app).expect("checked above");
         if rt.bound != specs {
-            for l in rt.listeners.drain(..) {
+            for (i, l) in rt.listeners.drain(..).enumerate() {
                 if let Some(p) = &l.created_path {
                     let _ = std::fs::remove_file(p);
+                }
+                if let Some(name) = fdstore::app_fdname(app, i) {
+                    self.fdstore.remove(&self.systemd, &name);
                 }
             }
             rt.bound.clear();
@@ -661,7 +686,25 @@ impl Daemon {
                 chown: chown.as_deref(),
             };
             let default_dir = self.s.run_dir.join(app);
-            for spec in &specs {
+            for (i, spec) in specs.iter().enumerate() {
+                let name = fdstore::app_fdname(app, i);
+                // A socket systemd kept from a crashed emperor: same inode, and the
+                // connections queued in it while no emperor ran are served.
+                if let Some(fd) = name.as_deref().and_then(|n| self.fdstore.take(n)) {
+                    match sockets::adopt(fd, spec) {
+                        Ok(l) => {
+                            tracing::info!(app = %app, "listening on {} (kept by systemd)", l.name);
+                            rt.listeners.push(l);
+                            continue;
+                        }
+                        Err(fd) => {
+                            drop(fd);
+                            if let Some(n) = &name {
+                                self.fdstore.remove(&self.systemd, n);
+                            }
+                        }
+                    }
+                }
                 if let sockets::Address::Unix(p) = sockets::parse_address(&spec.address) {
                     if p.parent() == Some(default_dir.as_path()) {
                         std::fs::create_dir_all(&default_dir)
@@ -670,6 +713,15 @@ impl Daemon {
                 }
                 let l = sockets::bind(spec, &opts)?;
                 tracing::info!(app = %app, "listening on {}", l.name);
+                match &name {
+                    Some(n) => self.fdstore.store(&self.systemd, n, l.raw_fd()),
+                    None if self.fdstore.is_active() => tracing::warn!(
+                        app = %app,
+                        "the app's name cannot name a stored socket (sd_notify FDNAME): its \
+                         socket will not outlive the emperor"
+                    ),
+                    None => {}
+                }
                 rt.listeners.push(l);
             }
             rt.bound = specs;
@@ -702,9 +754,12 @@ impl Daemon {
 
     fn release(&mut self, app: &str) {
         if let Some(rt) = self.apps.remove(app) {
-            for l in rt.listeners {
+            for (i, l) in rt.listeners.into_iter().enumerate() {
                 if let Some(p) = &l.created_path {
                     let _ = std::fs::remove_file(p);
+                }
+                if let Some(name) = fdstore::app_fdname(app, i) {
+                    self.fdstore.remove(&self.systemd, &name);
                 }
             }
             let _ = std::fs::remove_dir(self.s.run_dir.join(app));
@@ -928,6 +983,7 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(&self.notify_path);
         let _ = std::fs::remove_file(&self.s.control_socket);
+        self.fdstore.remove(&self.systemd, fdstore::CONTROL);
         tracing::info!("emperor stopped");
     }
 }

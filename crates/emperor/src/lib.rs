@@ -12,6 +12,7 @@
 
 mod control;
 mod daemon;
+pub mod fdstore;
 mod inihost;
 pub mod journal;
 pub mod scan;

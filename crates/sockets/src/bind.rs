@@ -221,6 +221,73 @@ fn chown(path: &Path, spec: &str) -> Result<(), SocketError> {
     nix::unistd::chown(path, Some(uid), gid).map_err(|e| err(e.to_string()))
 }
 
+/// Takes `fd` (a listening socket kept for us, e.g. in systemd's fd store) as the
+/// listener for `spec` when it is one: a stream socket listening on the address the
+/// spec names (for a unix path, one that still exists). Else gives the fd back.
+pub fn adopt(fd: OwnedFd, spec: &SocketSpec) -> Result<Listener, OwnedFd> {
+    use std::os::fd::AsFd;
+    let listening = socket::getsockopt(&fd.as_fd(), socket::sockopt::AcceptConn).unwrap_or(false);
+    let local = socket::getsockname::<socket::SockaddrStorage>(fd.as_raw_fd()).ok();
+    let Some(local) = local.filter(|_| listening) else {
+        return Err(fd);
+    };
+    match parse_address(&spec.address) {
+        Address::Unix(path) => {
+            let want = std::path::absolute(&path).unwrap_or(path.clone());
+            let have = local
+                .as_unix_addr()
+                .and_then(|u| u.path().map(Path::to_path_buf));
+            use std::os::unix::fs::FileTypeExt;
+            let exists = std::fs::symlink_metadata(&want).is_ok_and(|m| m.file_type().is_socket());
+            if have.as_deref() != Some(want.as_path()) || !exists {
+                return Err(fd);
+            }
+            Ok(Listener {
+                kind: ListenerKind::Unix(UnixListener::from(fd)),
+                protocol: spec.protocol.clone(),
+                name: path.display().to_string(),
+                port: "80".into(),
+                created_path: Some(want),
+            })
+        }
+        Address::Abstract(name) => {
+            let have = local
+                .as_unix_addr()
+                .and_then(|u| u.as_abstract().map(<[u8]>::to_vec));
+            if have.as_deref() != Some(name.as_bytes()) {
+                return Err(fd);
+            }
+            Ok(Listener {
+                kind: ListenerKind::Unix(UnixListener::from(fd)),
+                protocol: spec.protocol.clone(),
+                name: format!("@{name}"),
+                port: "80".into(),
+                created_path: None,
+            })
+        }
+        Address::Tcp(addr) => {
+            let l = TcpListener::from(fd);
+            let Ok(have) = l.local_addr() else {
+                return Err(l.into());
+            };
+            let matches = addr
+                .to_socket_addrs()
+                .map(|mut it| it.any(|a| a == have))
+                .unwrap_or(false);
+            if !matches {
+                return Err(l.into());
+            }
+            Ok(Listener {
+                kind: ListenerKind::Tcp(l),
+                protocol: spec.protocol.clone(),
+                name: spec.address.clone(),
+                port: have.port().to_string(),
+                created_path: None,
+            })
+        }
+    }
+}
+
 /// Sockets passed by a supervisor: LISTEN_PID must name us, LISTEN_FDS counts the
 /// descriptors from fd 3. The variables are removed so the app never sees them.
 pub fn from_listen_fds(specs: &[SocketSpec]) -> io::Result<Option<Vec<Listener>>> {

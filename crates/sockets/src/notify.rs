@@ -49,6 +49,39 @@ impl Notifier {
         self.target.is_some()
     }
 
+    /// Sends `msg` with `fds` attached (SCM_RIGHTS), as `FDSTORE=1` needs.
+    pub fn send_with_fds(&self, msg: &str, fds: &[std::os::fd::RawFd]) -> std::io::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let Some((sock, addr)) = &self.target else {
+            return Ok(());
+        };
+        let iov = [std::io::IoSlice::new(msg.as_bytes())];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let to = if self.connected {
+            None
+        } else {
+            let unix = match addr.as_pathname() {
+                Some(p) => UnixAddr::new(p),
+                None => {
+                    use std::os::linux::net::SocketAddrExt;
+                    UnixAddr::new_abstract(addr.as_abstract_name().unwrap_or_default())
+                }
+            }
+            .map_err(std::io::Error::from)?;
+            Some(unix)
+        };
+        sendmsg(
+            sock.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::empty(),
+            to.as_ref(),
+        )
+        .map(|_| ())
+        .map_err(std::io::Error::from)
+    }
+
     pub fn send(&self, msg: &str) {
         if let Some((sock, addr)) = &self.target {
             let sent = if self.connected {
