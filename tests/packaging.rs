@@ -109,8 +109,8 @@ fn unit_has_the_settings_the_emperor_relies_on() {
         "ExecStart=/usr/bin/emperor --config /etc/emperor/emperor.ini",
         // Waits for every app's new generation; fails when one fails (kill -HUP cannot).
         "ExecReload=/usr/bin/emperorctl reload --all",
-        // The emperor stops its vassals itself; systemd only SIGKILLs leftovers.
-        "KillMode=mixed",
+        // The emperor stops its vassals itself; when it dies they drain on their own.
+        "KillMode=process",
         // Above the emperor's default 30 s reload-mercy.
         "TimeoutStopSec=45s",
         "Restart=on-failure",

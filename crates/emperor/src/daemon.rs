@@ -85,6 +85,10 @@ struct Daemon {
     systemd: Notifier,
     /// App and control sockets kept by systemd across emperor crashes.
     fdstore: FdStore,
+    /// The signal vassals get when the emperor dies: SIGKILL, or under systemd SIGTERM
+    /// (their sockets outlive us in the fd store: they finish the requests they hold
+    /// while the next emperor starts new generations on the same sockets).
+    death_signal: i32,
     watchdog: Option<(Duration, Instant)>,
     hup_reply: Option<ReplyId>,
     last_status: String,
@@ -262,6 +266,11 @@ impl Daemon {
             workers: HashMap::new(),
             rescan_at: None,
             notify_path,
+            death_signal: if systemd.is_active() && std::env::var_os("INVOCATION_ID").is_some() {
+                libc::SIGTERM
+            } else {
+                libc::SIGKILL
+            },
             systemd,
             fdstore,
             watchdog,
@@ -744,6 +753,7 @@ impl Daemon {
                 watchdog_usec: (self.s.policy.watchdog > 0)
                     .then(|| self.s.policy.watchdog * 1000 / 3),
                 nofile: self.s.vassal_nofile,
+                death_signal: self.death_signal,
             },
             app,
             gen,

@@ -45,6 +45,8 @@ pub struct SpawnSpec<'a> {
     /// RLIMIT_NOFILE for the vassal (the emperor raised its own soft limit; its
     /// children get the one it was started with, as systemd does).
     pub nofile: Option<(u64, u64)>,
+    /// What the vassal gets when the emperor dies (PR_SET_PDEATHSIG).
+    pub death_signal: i32,
 }
 
 pub fn spawn(
@@ -78,12 +80,13 @@ pub fn spawn(
     let notify = CString::new(spec.notify_socket.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::other("notify socket path has a NUL byte"))?;
     let nofile = spec.nofile;
+    let death_signal = spec.death_signal;
     // SAFETY: only async-signal-safe calls (prctl, fcntl, dup2, getpid) plus setenv,
     // which glibc makes safe in a forked child (malloc's locks are reset by fork);
     // std builds the exec environment from `environ` because we set no env on `cmd`.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             if let Some((soft, hard)) = nofile {
