@@ -720,63 +720,79 @@ fn sockets_in_the_fd_store_outlive_a_killed_emperor_and_queue_requests_meanwhile
 
 /// Under systemd a killed emperor's vassals got SIGKILL (PR_SET_PDEATHSIG): the requests
 /// they were serving failed. Now (INVOCATION_ID says systemd runs us) they get SIGTERM
-/// and finish them, while the next emperor serves new requests on the same sockets.
+/// and finish them, while the next emperor serves new requests on the same sockets. The
+/// same holds for SIGUSR2, the hand-over an upgrade uses: the emperor exits 75 without
+/// stopping anything, for systemd to restart the new binary.
 #[test]
-fn under_systemd_a_killed_emperors_vassals_finish_their_requests() {
-    let tree = EmperorTree::new("fdstore-drain");
-    tree.write(
-        "apps-available/slow/app.py",
-        "import os, time\n\ndef application(environ, start_response):\n    \
-         if environ['PATH_INFO'] == '/slow':\n        time.sleep(1.5)\n    \
-         body = str(os.getpid()).encode()\n    \
-         start_response('200 OK', [('Content-Length', str(len(body)))])\n    return [body]\n",
-    );
-    tree.add_app("slow", &ini("slow", 2, None));
-    let e = EmperorBuilder::new()
-        .env("INVOCATION_ID", "0123456789abcdef")
-        .fd_store()
-        .start(&tree);
-    e.wait_app("slow");
-    let sock = tree.app_socket("slow");
-    let in_flight: Vec<_> = (0..2)
-        .map(|_| {
-            let sock = sock.clone();
-            std::thread::spawn(move || {
-                uwsgi::send(&sock, &uwsgi::packet(&uwsgi::vars("GET", "/slow", 0), b""))
-                    .map_err(|e| e.to_string())
-                    .and_then(|raw| http::parse_response(&raw).map_err(|e| e.to_string()))
-                    .map(|r| r.status)
+fn under_systemd_a_killed_or_handed_over_emperors_vassals_finish_their_requests() {
+    for (signal, what) in [
+        (libc::SIGKILL, "kill -9"),
+        (libc::SIGUSR2, "SIGUSR2 hand-over"),
+    ] {
+        let tree = EmperorTree::new("fdstore-drain");
+        tree.write(
+            "apps-available/slow/app.py",
+            "import os, time\n\ndef application(environ, start_response):\n    \
+             if environ['PATH_INFO'] == '/slow':\n        time.sleep(1.5)\n    \
+             body = str(os.getpid()).encode()\n    \
+             start_response('200 OK', [('Content-Length', str(len(body)))])\n    return [body]\n",
+        );
+        tree.add_app("slow", &ini("slow", 2, None));
+        let e = EmperorBuilder::new()
+            .env("INVOCATION_ID", "0123456789abcdef")
+            .fd_store()
+            .start(&tree);
+        e.wait_app("slow");
+        let sock = tree.app_socket("slow");
+        let in_flight: Vec<_> = (0..2)
+            .map(|_| {
+                let sock = sock.clone();
+                std::thread::spawn(move || {
+                    uwsgi::send(&sock, &uwsgi::packet(&uwsgi::vars("GET", "/slow", 0), b""))
+                        .map_err(|e| e.to_string())
+                        .and_then(|raw| http::parse_response(&raw).map_err(|e| e.to_string()))
+                        .map(|r| r.status)
+                })
             })
-        })
-        .collect();
-    // Both requests are running once both workers are busy.
-    wait::wait_until(Duration::from_secs(10), "2 requests in flight", || {
-        e.ctl(&["--json", "status", "slow"])
-            .stdout
-            .matches("busy")
-            .count()
-            >= 2
-    });
-    let stored = e.take_stored();
-    e.signal(libc::SIGKILL);
-    e.wait_exit(EXIT_TIMEOUT);
-    let e2 = EmperorBuilder::new()
-        .env("INVOCATION_ID", "0123456789abcdef")
-        .fd_store()
-        .listen_fds(stored)
-        .start(&tree);
-    e2.wait_app("slow");
-    let after = uwsgi_get(&sock);
-    let statuses: Vec<Result<u16, String>> = in_flight
-        .into_iter()
-        .map(|h| h.join().expect("client thread"))
-        .collect();
-    println!(
-        "kill -9 of the emperor under systemd with 2 requests in flight: {statuses:?}; a new \
-         request after the restart: {after:?}"
-    );
-    if statuses.iter().any(|s| *s != Ok(200)) || after.is_err() {
-        e2.fail(&format!("in flight {statuses:?}, after {after:?}"));
+            .collect();
+        // Both requests are running once both workers are busy.
+        wait::wait_until(Duration::from_secs(10), "2 requests in flight", || {
+            e.ctl(&["--json", "status", "slow"])
+                .stdout
+                .matches("busy")
+                .count()
+                >= 2
+        });
+        e.signal(signal);
+        let st = e.wait_exit(EXIT_TIMEOUT);
+        if signal == libc::SIGUSR2 && st.code() != Some(75) {
+            e.fail(&format!("SIGUSR2: expected exit 75, got {st:?}"));
+        }
+        let stored = e.take_stored();
+        let names: Vec<&str> = stored.iter().map(|(n, _)| n.as_str()).collect();
+        if !names.contains(&"app.0.slow") {
+            e.fail(&format!(
+                "{what}: the app socket left the fd store: {names:?}"
+            ));
+        }
+        let e2 = EmperorBuilder::new()
+            .env("INVOCATION_ID", "0123456789abcdef")
+            .fd_store()
+            .listen_fds(stored)
+            .start(&tree);
+        e2.wait_app("slow");
+        let after = uwsgi_get(&sock);
+        let statuses: Vec<Result<u16, String>> = in_flight
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect();
+        println!(
+            "{what} of the emperor under systemd with 2 requests in flight: {statuses:?}; a \
+             new request after the restart: {after:?}"
+        );
+        if statuses.iter().any(|s| *s != Ok(200)) || after.is_err() {
+            e2.fail(&format!("{what}: in flight {statuses:?}, after {after:?}"));
+        }
     }
 }
 

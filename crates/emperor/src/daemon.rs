@@ -52,6 +52,10 @@ macro_rules! lines {
     };
 }
 
+/// The emperor's exit status when it hands over to a new one (SIGUSR2 under systemd):
+/// EX_TEMPFAIL, a failure, so `Restart=on-failure` starts the next emperor.
+pub const EXIT_HANDOVER: i32 = 75;
+
 /// The first retry of a scan that ran out of file descriptors; it doubles up to the
 /// periodic rescan.
 const FD_RETRY_MIN: Duration = Duration::from_millis(250);
@@ -233,15 +237,16 @@ impl Daemon {
             (tokio::signal::unix::SignalKind::terminate(), 0),
             (tokio::signal::unix::SignalKind::interrupt(), 0),
             (tokio::signal::unix::SignalKind::hangup(), 1),
+            (tokio::signal::unix::SignalKind::user_defined2(), 2),
         ] {
             let mut sig = tokio::signal::unix::signal(kind)?;
             let tx = tx.clone();
             tokio::spawn(async move {
                 while sig.recv().await.is_some() {
-                    let _ = tx.send(if input == 0 {
-                        Input::Terminate
-                    } else {
-                        Input::Hangup
+                    let _ = tx.send(match input {
+                        0 => Input::Terminate,
+                        1 => Input::Hangup,
+                        _ => Input::Handover,
                     });
                 }
             });
@@ -385,6 +390,24 @@ impl Daemon {
                 }
                 self.terminating = true;
                 self.feed(Event::Shutdown { force });
+            }
+            Input::Handover => {
+                if self.death_signal != libc::SIGTERM {
+                    tracing::warn!(
+                        "SIGUSR2 (hand over to a new emperor) works only under systemd, which \
+                         keeps the sockets and restarts the emperor; ignored"
+                    );
+                    return;
+                }
+                // Exit at once, releasing nothing: the sockets stay in systemd's fd store
+                // and their files in place, systemd restarts the (new) binary, which takes
+                // them back, and our vassals finish their requests on SIGTERM from the
+                // kernel (PR_SET_PDEATHSIG) meanwhile.
+                tracing::info!(
+                    "SIGUSR2: handing over to a new emperor (exit {EXIT_HANDOVER}; systemd \
+                     restarts it on the same sockets; running requests finish)"
+                );
+                std::process::exit(EXIT_HANDOVER);
             }
             Input::Hangup => {
                 tracing::info!("SIGHUP: rescanning and reloading every app");

@@ -108,4 +108,6 @@ pub enum Input {
     },
     Terminate,
     Hangup,
+    /// SIGUSR2: exit without stopping the apps, for systemd to restart us (an upgrade).
+    Handover,
 }
