@@ -18,7 +18,6 @@ mod error;
 mod table;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -145,6 +144,7 @@ fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(),
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::PathBuf;
 
     #[test]
     fn cli_is_consistent() {
