@@ -18,9 +18,8 @@
 #   PACKAGE_OUT=DIR                 where the .deb (and its staging tree) go
 #   SOURCE_DATE_EPOCH               timestamps in the package (default: the last commit's)
 #
-# Binaries are installed without their DWARF debug info (objcopy --strip-debug, as
-# dh_strip would split it off); symbol names stay, so backtraces and perf still name
-# functions.
+# Binaries are stripped as dh_strip strips them (--strip-unneeded, no .comment or
+# .note sections); the release build's debug info stays in target/release.
 set -euo pipefail
 umask 022
 
@@ -77,7 +76,7 @@ done
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ "$commit" != unknown ] && ! git -C "$root" diff --quiet HEAD 2>/dev/null; then
-    commit="$commit (with uncommitted changes)"
+    commit="$commit+dirty"
 fi
 
 deb=$out/emperor_${version}_${arch}.deb
@@ -92,7 +91,8 @@ step "laying out the package tree"
 # Binaries.
 install -d "$stage/usr/bin"
 for bin in emperor vassal emperorctl; do
-    objcopy --strip-debug "$bindir/$bin" "$stage/usr/bin/$bin"
+    objcopy --strip-unneeded --remove-section=.comment --remove-section=.note \
+        "$bindir/$bin" "$stage/usr/bin/$bin"
     chmod 0755 "$stage/usr/bin/$bin"
 done
 
@@ -129,7 +129,7 @@ maintainer=$(sed -n 's/^Maintainer: *//p' packaging/debian/control.in)
 {
     echo "emperor ($version) bookworm; urgency=medium"
     echo
-    echo "  * Built by scripts/package.sh from git commit $commit."
+    echo "  * Built by scripts/package.sh from commit $commit."
     echo
     echo " -- $maintainer  $(date -u -R -d "@$SOURCE_DATE_EPOCH")"
 } >"$tmp/changelog.Debian"
