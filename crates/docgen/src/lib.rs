@@ -12,7 +12,10 @@
 //! Every page goes in section 8 (system administration: these are daemons and the tool
 //! that controls them). emperorctl's subcommands get their own pages
 //! (`emperorctl-reload(8)`, ...), which its main page's SUBCOMMANDS section names.
+//! Sections clap has no field for (the emperor's ini keys, FILES, ENVIRONMENT, EXIT
+//! STATUS, SEE ALSO) are troff in `sections.rs`, inserted before VERSION.
 
+mod sections;
 pub mod vassal;
 
 use std::io;
@@ -45,15 +48,26 @@ pub fn man_pages(cmd: clap::Command) -> io::Result<Vec<(String, Vec<u8>)>> {
         .cloned()
         .collect();
     for c in std::iter::once(cmd).chain(subs) {
+        let name = c.get_display_name().unwrap_or(c.get_name()).to_string();
         let man = clap_mangen::Man::new(c)
             .section(SECTION)
             .source(format!("emperor {}", env!("CARGO_PKG_VERSION")))
             .manual("System Administration");
-        let mut troff = Vec::new();
-        man.render(&mut troff)?;
-        pages.push((man.get_filename(), troff));
+        let mut rendered = Vec::new();
+        man.render(&mut rendered)?;
+        let troff = with_sections(&String::from_utf8_lossy(&rendered), sections::extra(&name));
+        pages.push((man.get_filename(), troff.into_bytes()));
     }
     Ok(pages)
+}
+
+/// `page` with `extra` inserted before its VERSION section (clap_mangen's last one),
+/// or at its end.
+fn with_sections(page: &str, extra: &str) -> String {
+    match page.find("\n.SH VERSION\n") {
+        Some(at) => format!("{}\n{}{}", &page[..at], extra, &page[at + 1..]),
+        None => format!("{page}{extra}"),
+    }
 }
 
 /// Where each shell's completion file for `bin` goes below `OUTDIR/completions/`, as
@@ -126,5 +140,20 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("help")), "{names:?}");
+    }
+
+    #[test]
+    fn extra_sections_come_before_version() {
+        let page = |cmd| {
+            let (_, troff) = man_pages(cmd).expect("renders").remove(0);
+            String::from_utf8(troff).expect("troff is UTF-8")
+        };
+        let emperor = page(emperor::cli::command());
+        let files = emperor.find(".SH FILES").expect("emperor(8) has FILES");
+        let version = emperor.find(".SH VERSION").expect("emperor(8) has VERSION");
+        assert!(files < version);
+        assert!(emperor.contains(".SH CONFIGURATION"));
+        assert!(page(emperorctl::cli::command()).contains(".SH EXIT STATUS"));
+        assert!(page(vassal::command()).contains(".SH ENVIRONMENT"));
     }
 }
