@@ -10,6 +10,7 @@
 //! nginx's connections wait in the backlog while a vassal restarts, and a reload starts
 //! the new generation on the same socket before the old one stops (blue/green).
 
+pub mod cli;
 mod control;
 mod daemon;
 pub mod fdstore;

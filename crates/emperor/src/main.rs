@@ -6,30 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-
-#[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "Runs one vassal per *.ini in apps-enabled, like the uWSGI Emperor"
-)]
-struct Args {
-    /// Config file with an [emperor] section (missing is fine for the default path).
-    #[arg(long, default_value = "/etc/emperor/emperor.ini")]
-    config: PathBuf,
-    /// Directory of app inis (default /etc/emperor/apps-enabled).
-    #[arg(long)]
-    apps_enabled: Option<PathBuf>,
-    /// Where app sockets and the emperor's own sockets go (default /run as root, else
-    /// $XDG_RUNTIME_DIR/emperor).
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
-    /// The vassal binary (default: next to this binary).
-    #[arg(long)]
-    vassal: Option<PathBuf>,
-    /// The control socket (default <run-dir>/emperor/control.sock).
-    #[arg(long)]
-    control_socket: Option<PathBuf>,
-}
+use emperor::cli::Args;
 
 fn main() -> ExitCode {
     emperor::journal::init_logging();

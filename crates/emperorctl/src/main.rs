@@ -18,68 +18,15 @@ mod error;
 mod table;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{ArgGroup, Parser, Subcommand};
+use clap::Parser;
+use emperorctl::cli::{Cli, Command};
 use proto::{Request, Response, PROTOCOL_VERSION};
 
 use crate::client::Client;
 use crate::error::CtlError;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "emperorctl",
-    version,
-    about = "Control the emperor and check app ini files"
-)]
-struct Cli {
-    /// The emperor's control socket [default: /run/emperor/control.sock as root, else
-    /// $XDG_RUNTIME_DIR/emperor/emperor/control.sock]
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        env = "EMPEROR_CONTROL_SOCKET"
-    )]
-    socket: Option<PathBuf>,
-    /// Print the emperor's response as JSON
-    #[arg(long, global = true)]
-    json: bool,
-    /// Give up waiting for the emperor's reply after SECS seconds [default: wait]
-    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: Option<u64>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show every app, or the named apps with their workers
-    Status { apps: Vec<String> },
-    /// Start a new generation; returns once it serves (exit 0) or failed (exit 1)
-    #[command(group(ArgGroup::new("target").required(true).args(["app", "all"])))]
-    Reload {
-        app: Option<String>,
-        /// Reload every app
-        #[arg(long)]
-        all: bool,
-    },
-    /// Stop and start an app now, even out of backoff
-    Restart { app: String },
-    /// Stop an app until `start` or until its ini changes
-    Stop { app: String },
-    /// Start a stopped app
-    Start { app: String },
-    /// Validate app ini files (FILE or FILE:SECTION) without the emperor
-    Check {
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<String>,
-    },
-    /// Print the versions of emperorctl, the protocol and the running emperor
-    Version,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -197,6 +144,7 @@ fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(),
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::PathBuf;
 
     #[test]
     fn cli_is_consistent() {
