@@ -138,7 +138,7 @@ chmod 0644 "$doc/changelog.Debian.gz"
 
 # Depends: what the binaries link (dpkg-shlibdeps reads the symbols files of the
 # libraries' packages), always libpython3.11 (the vassal embeds it; its stdlib comes
-# with it), and procps for the unit's ExecReload=/bin/kill.
+# with it).
 depends="libc6 (>= 2.34), libgcc-s1 (>= 4.2), libpython3.11 (>= 3.11.0)"
 if command -v dpkg-shlibdeps >/dev/null 2>&1; then
     # dpkg-shlibdeps insists on a debian/control naming the package, and finds the
@@ -157,7 +157,6 @@ case ", $depends," in
 *", libpython3.11 "* | *", libpython3.11,"*) ;;
 *) depends="$depends, libpython3.11" ;;
 esac
-depends="$depends, procps"
 
 # DEBIAN/.
 install -d "$stage/DEBIAN"

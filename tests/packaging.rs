@@ -387,7 +387,7 @@ fn deb_package_holds_everything_an_install_needs() {
         }
     }
     let depends = field("Depends").unwrap_or_default();
-    for want in ["libpython3.11", "libc6", "procps"] {
+    for want in ["libpython3.11", "libc6"] {
         if !depends.split(',').any(|d| d.trim().starts_with(want)) {
             problems.push(format!("Depends lacks {want}: {depends}"));
         }
