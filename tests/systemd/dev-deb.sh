@@ -31,7 +31,7 @@ pkg="$stage/pkg"
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/usr/lib/tmpfiles.d" \
     "$pkg/etc/emperor/apps-available" "$pkg/etc/emperor/apps-enabled"
 for bin in emperor vassal emperorctl; do
-    install -m 0755 "$root/target/release/$bin" "$pkg/usr/bin/$bin"
+    install -m 0755 "${CARGO_TARGET_DIR:-$root/target}/release/$bin" "$pkg/usr/bin/$bin"
 done
 install -m 0644 "$root/packaging/systemd/emperor.service" "$pkg/lib/systemd/system/emperor.service"
 install -m 0644 "$root/packaging/tmpfiles.d/emperor.conf" "$pkg/usr/lib/tmpfiles.d/emperor.conf"

@@ -4,6 +4,7 @@
 # runs it (and skips elsewhere). See shared/reference/systemd.md for how and why.
 #
 #   EMPEROR_DEB=/path/to/emperor_X_amd64.deb tests/systemd/run.sh
+#   tests/systemd/run.sh --rootfs-only     (only build the cached rootfs, if missing)
 #
 # Once per package list, a Debian rootfs is built with debootstrap and cached under
 # /var/cache/emperor-nspawn/<hash>/ (built in a temp dir and renamed, so an interrupted build
@@ -67,9 +68,17 @@ trap 'exit 143' TERM
 
 # --- preconditions ---------------------------------------------------------------------
 
+rootfs_only=false
+case "${1:-}" in
+    --rootfs-only) rootfs_only=true ;;
+    "") ;;
+    *) die "usage: EMPEROR_DEB=FILE.deb $0 | $0 --rootfs-only" ;;
+esac
 [ "$(id -u)" -eq 0 ] || die "must run as root (systemd-nspawn, mount, nsenter)"
-[ -n "${EMPEROR_DEB:-}" ] || die "EMPEROR_DEB must name the .deb to install"
-[ -f "$EMPEROR_DEB" ] || die "EMPEROR_DEB=$EMPEROR_DEB does not exist"
+if ! $rootfs_only; then
+    [ -n "${EMPEROR_DEB:-}" ] || die "EMPEROR_DEB must name the .deb to install"
+    [ -f "$EMPEROR_DEB" ] || die "EMPEROR_DEB=$EMPEROR_DEB does not exist"
+fi
 
 missing=()
 command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
@@ -121,6 +130,7 @@ else
     log "rootfs cached: $rootfs"
 fi
 flock -u 9
+$rootfs_only && exit 0
 
 # --- the container ---------------------------------------------------------------------
 
@@ -132,7 +142,10 @@ machine="emperor-test-$$"
 
 # nspawn drops CAP_SYS_RESOURCE: the container cannot raise RLIMIT_NOFILE above the hard
 # limit it inherits, and the unit asks for LimitNOFILE=65536.
-ulimit -Hn 1048576 2>/dev/null || ulimit -Hn 65536 2>/dev/null || log "cannot raise ulimit -Hn ($(ulimit -Hn))"
+# Raising it needs CAP_SYS_RESOURCE, which some hosts lack: then the emperor gets the host's
+# hard limit, and the install check prints the figure.
+ulimit -Hn 1048576 2>/dev/null || ulimit -Hn 65536 2>/dev/null \
+    || log "cannot raise ulimit -Hn above $(ulimit -Hn) (no CAP_SYS_RESOURCE?): LimitNOFILE=65536 will be capped"
 
 # Runs a command inside the container, in all of PID 1's namespaces, with a clean env.
 inside() {
@@ -220,7 +233,8 @@ install_ms=$(($(now_ms) - t0))
 active=$(inside systemctl is-active emperor || true)
 enabled=$(inside systemctl is-enabled emperor || true)
 if [ "$active" = active ] && [ "$enabled" = enabled ]; then
-    pass install "dpkg -i ${install_ms} ms; is-active $active, is-enabled $enabled"
+    nofile=$(inside awk '/^Max open files/ { print $4 "/" $5 }' "/proc/$(unit_prop MainPID)/limits" || true)
+    pass install "dpkg -i ${install_ms} ms; is-active $active, is-enabled $enabled; emperor's open-files limit (soft/hard) $nofile"
 else
     fail install "is-active '$active', is-enabled '$enabled'"
 fi
