@@ -12,6 +12,8 @@
 # prints one `CHECK <name>: ok|FAIL <detail>` line per check, with figures. Exits 1 if any
 # check failed. Every wait has a deadline; a failed check prints the emperor's journal.
 set -euo pipefail
+# Functions here are called through the EXIT trap, wait_for and load_during.
+# shellcheck disable=SC2317
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 suite=bookworm
@@ -214,7 +216,6 @@ wait_for() {
 get() { inside curl -fsS --max-time 10 "http://127.0.0.1:$1${2:-/}"; }
 serves() { get "$@" >/dev/null; }
 unit_prop() { inside systemctl show -p "$1" --value emperor; }
-status_says() { [[ "$(unit_prop StatusText)" == *"$1"* ]]; }
 restarts_above() { [ "$(unit_prop NRestarts)" -gt "$1" ]; }
 exited() { ! kill -0 "$1"; }
 # app_error APP: prints the first line of APP's `error` in `emperorctl status --json`;
@@ -280,12 +281,16 @@ else
 fi
 wait_for 30 serves 8002 || fail app-sdtest "nginx -> sdtest did not answer 200 within 30 s"
 
-# STATUS= from sd_notify, as systemctl status shows it.
-status_line=$(inside systemctl status emperor --no-pager 2>/dev/null | sed -n 's/^ *Status: //p' || true)
-if wait_for 10 status_says "2 apps ready"; then
-    pass status "Status: $(unit_prop StatusText)"
+# STATUS= from sd_notify, as `systemctl status` shows it.
+status_shows() {
+    status_line=$(inside systemctl status emperor --no-pager 2>/dev/null | sed -n 's/^ *Status: "\(.*\)"$/\1/p' || true)
+    [[ "$status_line" == *"$1"* ]]
+}
+if wait_for 10 status_shows "2 apps ready"; then
+    pass status "systemctl status: Status: \"$status_line\""
 else
-    fail status "systemctl status shows Status: '$status_line', StatusText '$(unit_prop StatusText)' (want '2 apps ready')"
+    status_shows "" || true
+    fail status "systemctl status shows Status: '$status_line' (StatusText '$(unit_prop StatusText)'), want '2 apps ready'"
 fi
 
 # systemctl reload: every app gets a new generation, and both still serve.
@@ -388,7 +393,7 @@ rm -f "$merged/etc/systemd/system/emperor.service.d/watchdog.conf"
 inside systemctl daemon-reload
 
 # Journald: which fields the emperor's entries carry. Figures only, no assertion yet.
-journal=$(inside journalctl -u emperor -o json -n 20 --no-pager 2>/dev/null | inside python3 -c '
+if journal=$(inside journalctl -u emperor -o json -n 20 --no-pager 2>/dev/null | inside python3 -c '
 import json, sys
 fields, prio, ident, emperor, n = set(), {}, {}, set(), 0
 for line in sys.stdin:
@@ -402,7 +407,11 @@ def fmt(counts):
     return " ".join("%s x%d" % kv for kv in sorted(counts.items(), key=str))
 print("%d entries; fields %s; PRIORITY %s; SYSLOG_IDENTIFIER %s; EMPEROR_* %s" % (
     n, ",".join(sorted(fields)), fmt(prio), fmt(ident), ",".join(sorted(emperor)) or "none"))
-' 2>&1) && pass journald "$journal" || fail journald "cannot read the journal: $journal"
+' 2>&1); then
+    pass journald "$journal"
+else
+    fail journald "cannot read the journal: $journal"
+fi
 
 # load_during NAME ACTION...: runs the load client (through nginx to sdtest, 3 s, 4
 # connections at a time) and ACTION once the first request has been answered, then prints
