@@ -11,7 +11,7 @@
 # is never reused). Every run boots it on a throw-away overlayfs, installs the package and
 # prints one `CHECK <name>: ok|FAIL <detail>` line per check, with figures. Exits 1 if any
 # check failed. Every wait has a deadline; a failed check prints the emperor's journal.
-set -euo pipefail
+set -Eeuo pipefail
 # Functions here are called through the EXIT trap, wait_for and load_during.
 # shellcheck disable=SC2317
 
@@ -37,6 +37,7 @@ background_pids=()
 
 cleanup() {
     local rc=$?
+    trap - ERR
     set +e
     for pid in "${background_pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null
@@ -65,6 +66,9 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+# A command that fails outside a check ends the run (set -e): say which one.
+# (ERR also fires where set +e is in effect: only report what set -e is about to act on.)
+trap 'rc=$?; [[ $- != *e* ]] || log "unexpected failure (exit $rc) at line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -213,7 +217,7 @@ wait_for() {
 }
 
 # get PORT [PATH]: the body of a 200 answer from the container's nginx, else fails.
-get() { inside curl -fsS --max-time 10 "http://127.0.0.1:$1${2:-/}"; }
+get() { inside curl -fsS --max-time 5 "http://127.0.0.1:$1${2:-/}"; }
 serves() { get "$@" >/dev/null; }
 unit_prop() { inside systemctl show -p "$1" --value emperor; }
 restarts_above() { [ "$(unit_prop NRestarts)" -gt "$1" ]; }
@@ -275,9 +279,9 @@ inside ln -s /etc/emperor/apps-available/sdtest.ini /etc/emperor/apps-enabled/sd
 if ! wait_for 30 inside test -S /run/example-app/socket; then
     fail app "no /run/example-app/socket 30 s after linking example-app.ini"
 elif ! wait_for 30 serves 8001; then
-    fail app "nginx -> example-app did not answer 200 within 30 s: $(get 8001 2>&1 | head -n1)"
+    fail app "nginx -> example-app did not answer 200 within 30 s: $(get 8001 2>&1 | sed -n 1p)"
 else
-    pass app "example-app answered 200 through nginx $(($(now_ms) - t0)) ms after the link: $(get 8001 | head -n1)"
+    pass app "example-app answered 200 through nginx $(($(now_ms) - t0)) ms after the link: $(get 8001 | sed -n 1p)"
 fi
 wait_for 30 serves 8002 || fail app-sdtest "nginx -> sdtest did not answer 200 within 30 s"
 
@@ -294,12 +298,12 @@ else
 fi
 
 # systemctl reload: every app gets a new generation, and both still serve.
-pids_before=$(get 8002)
+pids_before=$(get 8002 || true)
 t0=$(now_ms)
 if inside systemctl reload emperor; then
     reload_ms=$(($(now_ms) - t0))
     if wait_for 10 serves 8001 && wait_for 10 serves 8002; then
-        pass reload "systemctl reload exit 0 in ${reload_ms} ms; both apps serve; sdtest before: ${pids_before}, after: $(get 8002)"
+        pass reload "systemctl reload exit 0 in ${reload_ms} ms; both apps serve; sdtest before: ${pids_before}, after: $(get 8002 || true)"
     else
         fail reload "apps stopped serving after systemctl reload"
     fi
@@ -350,7 +354,7 @@ if ! wait_for 10 inside test -e /tmp/sdtest-sleeping; then
     fail stop-inflight "the /sleep request did not reach the app within 10 s"
 else
     t0=$(now_ms)
-    inside systemctl stop emperor
+    inside systemctl stop emperor || log "systemctl stop emperor exited $?"
     stop_ms=$(($(now_ms) - t0))
     set +e
     wait "$curl_pid"
@@ -364,21 +368,25 @@ else
         fail stop-inflight "in-flight /sleep got '$code' '$body' $(cat "$tmp/sleep.err"); stop took ${stop_ms} ms; is-active $state"
     fi
 fi
-inside systemctl start emperor
-wait_for 30 serves 8002 || fail start "sdtest does not serve after systemctl start"
+if ! inside systemctl start emperor; then
+    fail start "systemctl start emperor exited non-zero"
+elif ! wait_for 30 serves 8002; then
+    fail start "sdtest does not serve 30 s after systemctl start"
+fi
 
 # Watchdog: a frozen emperor (SIGSTOP) is restarted by systemd. WatchdogSec=3s in a
 # drop-in keeps this short.
 mkdir -p "$merged/etc/systemd/system/emperor.service.d"
 printf '[Service]\nWatchdogSec=3s\n' >"$merged/etc/systemd/system/emperor.service.d/watchdog.conf"
 inside systemctl daemon-reload
-inside systemctl restart emperor
-wait_for 30 serves 8002 || fail watchdog "sdtest does not serve after the restart with WatchdogSec=3s"
+inside systemctl restart emperor || log "systemctl restart emperor (WatchdogSec=3s) exited $?"
+wait_for 30 serves 8002 || fail watchdog-setup "sdtest does not serve after the restart with WatchdogSec=3s"
 restarts0=$(unit_prop NRestarts)
 main0=$(unit_prop MainPID)
 t0=$(now_ms)
-inside kill -STOP "$main0"
-if wait_for 30 restarts_above "$restarts0"; then
+if [ "$main0" -le 0 ]; then
+    fail watchdog "emperor not running before SIGSTOP (MainPID $main0)"
+elif inside kill -STOP "$main0" && wait_for 30 restarts_above "$restarts0"; then
     restart_ms=$(($(now_ms) - t0))
     if wait_for 30 serves 8002; then
         pass watchdog "SIGSTOP main pid $main0: NRestarts $restarts0 -> $(unit_prop NRestarts) after ${restart_ms} ms, new main pid $(unit_prop MainPID), serving again after $(($(now_ms) - t0)) ms"
@@ -387,7 +395,7 @@ if wait_for 30 restarts_above "$restarts0"; then
     fi
 else
     fail watchdog "NRestarts still $(unit_prop NRestarts) 30 s after SIGSTOP of $main0 (WatchdogSec=$(unit_prop WatchdogUSec))"
-    inside kill -CONT "$main0" || true
+    [ "$main0" -le 0 ] || inside kill -CONT "$main0" || true
 fi
 rm -f "$merged/etc/systemd/system/emperor.service.d/watchdog.conf"
 inside systemctl daemon-reload
@@ -443,21 +451,23 @@ load_during() {
     fi
 }
 
-restart_emperor() { inside systemctl restart emperor; }
+restart_emperor() { inside systemctl restart emperor || log "systemctl restart emperor exited $?"; }
 load_during restart-under-load restart_emperor
 
 kill9_emperor() {
     local restarts main
     restarts=$(unit_prop NRestarts)
     main=$(unit_prop MainPID)
-    inside kill -9 "$main"
+    # MainPID 0 would make `kill -9 0` hit our own process group.
+    [ "$main" -gt 0 ] || { log "kill -9: the emperor is not running (MainPID $main)"; return; }
+    inside kill -9 "$main" || log "kill -9 $main exited $?"
     wait_for 30 restarts_above "$restarts" || log "kill -9: NRestarts still $restarts after 30 s"
     log "kill -9 $main: NRestarts $restarts -> $(unit_prop NRestarts), main pid $(unit_prop MainPID)"
 }
 load_during kill9-under-load kill9_emperor
 
 # Reboot: nspawn exits 133, the same overlay boots again, the apps come back.
-inside systemctl reboot
+inside systemctl reboot || log "systemctl reboot exited $?"
 deadline=$(($(now_ms) + 60000))
 while kill -0 "$nspawn_pid" 2>/dev/null && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.1; done
 if kill -0 "$nspawn_pid" 2>/dev/null; then
