@@ -33,7 +33,18 @@ build_dir=""
 merged=""
 nspawn_pid=""
 pid1=""
+debootstrap_pid=""
 background_pids=()
+
+# Unmounts whatever is mounted below $1 (debootstrap mounts /proc in its target) and
+# removes it.
+remove_tree() {
+    local mnt
+    findmnt -rn -o TARGET | grep -F "$1/" | sort -r | while read -r mnt; do
+        umount "$mnt" 2>/dev/null || umount -l "$mnt"
+    done
+    rm -rf "$1"
+}
 
 cleanup() {
     local rc=$?
@@ -42,6 +53,16 @@ cleanup() {
     for pid in "${background_pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null
     done
+    if [ -n "$debootstrap_pid" ] && kill -0 "$debootstrap_pid" 2>/dev/null; then
+        # debootstrap runs in its own session (setsid): end its whole process group.
+        kill -TERM -- "-$debootstrap_pid"
+        local deadline=$(($(now_ms) + 10000))
+        while kill -0 "$debootstrap_pid" 2>/dev/null && [ "$(now_ms)" -lt "$deadline" ]; do
+            sleep 0.1
+        done
+        kill -KILL -- "-$debootstrap_pid" 2>/dev/null
+        wait "$debootstrap_pid" 2>/dev/null
+    fi
     if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
         # SIGTERM to nspawn powers the container off cleanly.
         kill -TERM "$nspawn_pid"
@@ -62,7 +83,7 @@ cleanup() {
         umount "$merged" || umount -l "$merged"
     fi
     [ -n "$tmp" ] && rm -rf "$tmp"
-    [ -n "$build_dir" ] && rm -rf "$build_dir"
+    [ -n "$build_dir" ] && remove_tree "$build_dir"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -117,18 +138,27 @@ exec 9>"$cache_root/.lock"
 flock 9
 if [ ! -d "$rootfs" ]; then
     # Leftovers of interrupted builds (we hold the lock, so none is in progress).
-    rm -rf "$cache_root"/*.building.*
+    for stale in "$cache_root"/*.building.*; do
+        [ -e "$stale" ] && remove_tree "$stale"
+    done
     build_dir=$(mktemp -d "$cache_root/$key.building.XXXXXX")
     log "building the rootfs (debootstrap $suite from $mirror) into $build_dir"
     t0=$(now_ms)
     include=$(IFS=,; echo "${packages[*]}")
-    if ! debootstrap --variant=minbase --include="$include" "$suite" "$build_dir/rootfs" "$mirror" \
-        >"$build_dir.log" 2>&1; then
-        tail -n 30 "$build_dir.log" >&2
-        rm -f "$build_dir.log"
-        die "debootstrap failed"
+    # In the background, so that a signal to this script is handled at once (bash runs
+    # traps only between foreground commands) and the trap can end the build.
+    setsid debootstrap --variant=minbase --include="$include" "$suite" "$build_dir/rootfs" "$mirror" \
+        </dev/null >"$build_dir/debootstrap.log" 2>&1 &
+    debootstrap_pid=$!
+    set +e
+    wait "$debootstrap_pid"
+    debootstrap_rc=$?
+    set -e
+    debootstrap_pid=""
+    if [ "$debootstrap_rc" -ne 0 ]; then
+        tail -n 30 "$build_dir/debootstrap.log" >&2
+        die "debootstrap exited $debootstrap_rc"
     fi
-    rm -f "$build_dir.log"
     mv -T "$build_dir" "$rootfs"
     build_dir=""
     log "rootfs built in $(($(now_ms) - t0)) ms: $rootfs"
