@@ -252,6 +252,8 @@ serves() { get "$@" >/dev/null; }
 unit_prop() { inside systemctl show -p "$1" --value emperor; }
 restarts_above() { [ "$(unit_prop NRestarts)" -gt "$1" ]; }
 exited() { ! kill -0 "$1"; }
+# The inode of sdtest's socket (a new one means the socket did not survive the emperor).
+socket_inode() { inside stat -c %i /run/sdtest/socket 2>/dev/null || echo none; }
 # app_error APP: prints the first line of APP's `error` in `emperorctl status --json`;
 # fails when it has none.
 app_error() {
@@ -455,7 +457,7 @@ fi
 # connections at a time) and ACTION once the first request has been answered, then prints
 # the figures. FAIL only when sdtest does not serve afterwards.
 load_during() {
-    local name=$1 load_pid result
+    local name=$1 load_pid result inode_before
     shift
     inside rm -f /root/emperor-test/load.started
     inside python3 /root/emperor-test/load.py http://127.0.0.1:8002/ 3 4 /root/emperor-test/load.started \
@@ -467,6 +469,7 @@ load_during() {
         wait "$load_pid" || true
         return
     fi
+    inode_before=$(socket_inode)
     "$@"
     set +e
     wait_for 30 exited "$load_pid"
@@ -475,7 +478,7 @@ load_during() {
     result=$(cat "$tmp/load.out")
     [ -n "$result" ] || result="no result from the load client: $(cat "$tmp/load.err")"
     if wait_for 30 serves 8002; then
-        echo "CHECK $name: $result"
+        echo "CHECK $name: $result; sdtest's socket inode $inode_before -> $(socket_inode)"
     else
         fail "$name" "$result; sdtest does not serve 30 s afterwards"
     fi
