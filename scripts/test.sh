@@ -8,6 +8,10 @@
 #      (the interpreter the vassal embeds) with tests/requirements.txt (Flask, Django);
 #   4. cargo build --workspace --bins, then cargo test --workspace with
 #      EMPEROR_TEST_VENV pointing at the venv.
+#      That includes tests/systemd.rs (the package under a real systemd 252 in
+#      systemd-nspawn; root with CAP_SYS_ADMIN, else it prints SKIPPED): its first run
+#      installs systemd-container + debootstrap, caches a rootfs under
+#      /var/cache/emperor-nspawn/ and makes a release build for its development .deb.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p emperor-e2e -- seed).
 set -euo pipefail
 
