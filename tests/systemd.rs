@@ -4,9 +4,8 @@
 //! request in flight, the watchdog, journald fields, restart and kill -9 under load, reboot,
 //! `dpkg -r` and `dpkg -P`. Each check prints a `CHECK name: ...` line with its figures.
 //!
-//! The package is the newest `target/debian/emperor_*.deb` (scripts/package.sh) if there is
-//! one, else a development .deb from `tests/systemd/dev-deb.sh` (a release build of this
-//! checkout). This test builds nothing else. The script's output is streamed as it comes:
+//! The package is scripts/package.sh's, made from this checkout's debug binaries (or the
+//! .deb `EMPEROR_DEB` names). This test compiles nothing. The script's output is streamed as it comes:
 //! `cargo test -p emperor-e2e --test systemd -- --nocapture`.
 //!
 //! It needs root with CAP_SYS_ADMIN (CI has both); elsewhere it prints `SKIPPED systemd: ...`
@@ -154,45 +153,45 @@ fn emperor_package_under_real_systemd() {
     let script = root.join("tests/systemd/run.sh");
     let started = Instant::now();
 
-    let deb = match newest_deb(&root.join("target/debian")) {
-        Some(deb) => {
-            println!("systemd: installing {}", deb.display());
-            deb
-        }
+    // The package of this checkout's binaries (scripts/package.sh with the debug build
+    // that scripts/test.sh made: cargo cannot run inside cargo test), built while the
+    // script prepares its cached rootfs (debootstrap is network-bound, packaging quick).
+    // EMPEROR_DEB names another .deb to test instead (a release package).
+    let deb = match std::env::var_os("EMPEROR_DEB") {
+        Some(deb) => PathBuf::from(deb),
         None => {
-            // No package from scripts/package.sh: build the development .deb, and meanwhile
-            // let the script build its cached rootfs (debootstrap is network-bound, the build
-            // CPU-bound).
-            println!("systemd: no target/debian/emperor_*.deb; building one with tests/systemd/dev-deb.sh");
-            let out = root.join("target/systemd-dev-deb");
+            let out = root.join("target/systemd-deb");
+            let _ = std::fs::remove_dir_all(&out);
             let mut rootfs = Command::new(&script);
             rootfs.arg("--rootfs-only");
             let (mut rootfs, rootfs_lines) = spawn_streamed(rootfs, "[rootfs] ");
-            let mut build = Command::new(root.join("tests/systemd/dev-deb.sh"));
-            build.arg(&out).current_dir(&root);
-            let (mut build, lines) = spawn_streamed(build, "[dev-deb] ");
-            let built = wait_with_deadline(&mut build, "dev-deb.sh", SCRIPT_TIMEOUT);
+            let mut build = Command::new(root.join("scripts/package.sh"));
+            build
+                .env("PACKAGE_PROFILE", "debug")
+                .env("PACKAGE_NO_BUILD", "1")
+                .env("PACKAGE_OUT", &out)
+                .current_dir(&root);
+            let (mut build, lines) = spawn_streamed(build, "[package] ");
+            let built = wait_with_deadline(&mut build, "scripts/package.sh", SCRIPT_TIMEOUT);
             let rootfs_done =
                 wait_with_deadline(&mut rootfs, "run.sh --rootfs-only", SCRIPT_TIMEOUT);
             collect_lines(&rootfs_lines);
-            assert!(built.success(), "tests/systemd/dev-deb.sh failed: {built}");
+            collect_lines(&lines);
+            assert!(built.success(), "scripts/package.sh failed: {built}");
             assert!(
                 rootfs_done.success(),
                 "tests/systemd/run.sh --rootfs-only failed: {rootfs_done}"
             );
-            let deb = collect_lines(&lines)
-                .into_iter()
-                .rfind(|line| line.ends_with(".deb"))
-                .map(PathBuf::from)
-                .expect("dev-deb.sh prints the .deb's path as its last line");
+            let deb = newest_deb(&out).expect("scripts/package.sh wrote a .deb");
             println!(
-                "systemd: built {} and the rootfs in {:.1} s",
+                "systemd: packaged {} and prepared the rootfs in {:.1} s",
                 deb.display(),
                 started.elapsed().as_secs_f64()
             );
             deb
         }
     };
+    println!("systemd: installing {}", deb.display());
 
     let mut run = Command::new(&script);
     run.env("EMPEROR_DEB", &deb).current_dir(&root);
