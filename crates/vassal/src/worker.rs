@@ -283,9 +283,8 @@ fn serve_thread(
                     conn = if c.has_bytes() {
                         Some(c)
                     } else {
-                        let fd = [c.raw_fd()];
-                        let deadline = std::time::Instant::now() + grace.wait();
-                        let sent = !py.detach(|| poll_parked(&fd, Some(deadline))).is_empty();
+                        let (fd, wait) = (c.raw_fd(), grace.wait());
+                        let sent = crate::python::io(py, || readable_within(fd, wait));
                         grace.observed(sent);
                         if sent {
                             serve_parked(py, c, shared, &mut ts)
@@ -417,6 +416,24 @@ fn poll_parked(parked: &[RawFd], deadline: Option<std::time::Instant>) -> Vec<us
             .filter(|&i| fds[i].any().unwrap_or(false))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// Whether `fd` becomes readable within `wait` (one poll(2), nothing allocated).
+fn readable_within(fd: RawFd, wait: Duration) -> bool {
+    // SAFETY: the caller owns fd for the length of this call.
+    let mut fds = [PollFd::new(
+        unsafe { BorrowedFd::borrow_raw(fd) },
+        PollFlags::POLLIN,
+    )];
+    let ms =
+        PollTimeout::try_from(wait.as_millis().clamp(1, 60_000) as u32).unwrap_or(PollTimeout::MAX);
+    loop {
+        match poll(&mut fds, ms) {
+            Ok(n) => return n > 0,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
     }
 }
 
