@@ -343,6 +343,11 @@ load_during() {
 
 restart_emperor() { inside systemctl restart emperor || log "systemctl restart emperor exited $?"; }
 load_during restart-under-load restart_emperor
+restart_result=$(grep -o '^[0-9]* requests, [0-9]* failed' "$tmp/load.out" || true)
+case "$restart_result" in
+*", 0 failed") ;;
+*) fail restart-no-failures "systemctl restart under load: ${restart_result:-no result}" ;;
+esac
 
 kill9_emperor() {
     local restarts main

@@ -36,6 +36,10 @@ pub struct Args {
     /// The control socket (default <run-dir>/emperor/control.sock).
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
+    /// Internal: hold the sockets passed as fds 3.. for the next emperor (a restart
+    /// under systemd), under this abstract socket name.
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub keep_sockets: Option<String>,
 }
 
 /// The clap definition of the emperor's command line, for docs and completions.

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::fdstore::{self, FdStore};
 use crate::inihost::{self, IniHost};
+use crate::keeper;
 use crate::scan::{self, FileState};
 use crate::spawn::{self, SpawnSpec};
 use crate::{control, vnotify, Input, Settings};
@@ -89,6 +90,8 @@ struct Daemon {
     systemd: Notifier,
     /// App and control sockets kept by systemd across emperor crashes.
     fdstore: FdStore,
+    /// The control socket's descriptor (the listener itself lives in its task).
+    control_fd: std::os::fd::RawFd,
     /// The signal vassals get when the emperor dies: SIGKILL, or under systemd SIGTERM
     /// (their sockets outlive us in the fd store: they finish the requests they hold
     /// while the next emperor starts new generations on the same sockets).
@@ -129,6 +132,10 @@ impl Daemon {
         // systemd's variables are ours, never the vassals'.
         let systemd = Notifier::from_env();
         let mut fdstore = FdStore::from_env(systemd.is_active());
+        if fdstore.is_active() {
+            // A restart's socket keeper, if the previous emperor left one.
+            fdstore.add_adopted(keeper::collect(&keeper::socket_name(&s.control_socket)));
+        }
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -197,6 +204,7 @@ impl Daemon {
                 l
             }
         };
+        let control_fd = control.raw_fd();
         let sockets::ListenerKind::Unix(control) = control.kind else {
             anyhow::bail!("the control socket must be a unix socket path");
         };
@@ -278,6 +286,7 @@ impl Daemon {
             },
             systemd,
             fdstore,
+            control_fd,
             watchdog,
             hup_reply: None,
             last_status: String::new(),
@@ -379,6 +388,13 @@ impl Daemon {
             Input::Notify { pid, text } => self.vassal_notify(pid, &text),
             Input::Control { req, reply } => self.control(req, reply),
             Input::Terminate => {
+                if !self.terminating && self.death_signal == libc::SIGTERM {
+                    if let Some(unit) =
+                        keeper::own_unit().filter(|u| keeper::restart_job_pending(u))
+                    {
+                        self.hand_over_for_restart(&unit);
+                    }
+                }
                 let force = self.terminating;
                 if !force {
                     tracing::info!(
@@ -424,6 +440,37 @@ impl Daemon {
                     cmd: Command::ReloadAll { just_started },
                 });
             }
+        }
+    }
+
+    /// `systemctl restart` on systemd 252 would close the stored sockets between the two
+    /// emperors: leave them with a socket keeper for the next one instead, and exit
+    /// without stopping the apps (see keeper.rs). Returns only if that failed.
+    fn hand_over_for_restart(&mut self, unit: &str) {
+        let mut fds: Vec<(String, std::os::fd::RawFd)> =
+            vec![(fdstore::CONTROL.to_owned(), self.control_fd)];
+        for (app, rt) in &self.apps {
+            for (i, l) in rt.listeners.iter().enumerate() {
+                if let Some(name) = fdstore::app_fdname(app, i) {
+                    fds.push((name, l.raw_fd()));
+                }
+            }
+        }
+        let name = keeper::socket_name(&self.s.control_socket);
+        // /proc/self/exe: an upgrade may have replaced the file this image came from.
+        match keeper::spawn(std::path::Path::new("/proc/self/exe"), &name, &fds) {
+            Ok(()) => {
+                tracing::info!(
+                    "{unit} is restarting: {} socket(s) handed to a keeper for the next \
+                     emperor; the apps finish their requests meanwhile",
+                    fds.len()
+                );
+                std::process::exit(0);
+            }
+            Err(e) => tracing::warn!(
+                "{unit} is restarting, but the sockets cannot be kept for the next emperor \
+                 ({e}): stopping the apps"
+            ),
         }
     }
 

@@ -94,6 +94,20 @@ impl FdStore {
         FdStore { active, adopted }
     }
 
+    /// Adds descriptors handed over by other means (a restart's socket keeper); what
+    /// systemd gave back wins.
+    pub fn add_adopted(&mut self, more: Vec<(String, OwnedFd)>) {
+        if !more.is_empty() {
+            tracing::info!(
+                "the previous emperor's socket keeper handed over {} socket(s)",
+                more.len()
+            );
+        }
+        for (name, fd) in more {
+            self.adopted.entry(name).or_insert(fd);
+        }
+    }
+
     /// The descriptor stored under `name`, if systemd gave one back.
     pub fn take(&mut self, name: &str) -> Option<OwnedFd> {
         self.adopted.remove(name)

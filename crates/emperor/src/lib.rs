@@ -16,6 +16,7 @@ mod daemon;
 pub mod fdstore;
 mod inihost;
 pub mod journal;
+pub mod keeper;
 pub mod scan;
 mod spawn;
 mod vnotify;

@@ -11,6 +11,9 @@ use emperor::cli::Args;
 fn main() -> ExitCode {
     emperor::journal::init_logging();
     let args = Args::parse();
+    if let Some(name) = &args.keep_sockets {
+        emperor::keeper::run(name);
+    }
     let vassal_nofile = emperor::raise_fd_limit();
     match settings(args, vassal_nofile).and_then(emperor::run) {
         Ok(()) => ExitCode::SUCCESS,
