@@ -125,6 +125,8 @@ done
 doc=$stage/usr/share/doc/emperor
 install -D -m 0644 packaging/debian/copyright "$doc/copyright"
 install -m 0644 packaging/debian/README.Debian "$doc/README.Debian"
+# For systemd >= 253 (copy to /etc/systemd/system/emperor.service.d/).
+install -D -m 0644 packaging/systemd/notify-reload.conf "$doc/examples/notify-reload.conf"
 maintainer=$(sed -n 's/^Maintainer: *//p' packaging/debian/control.in)
 {
     echo "emperor ($version) bookworm; urgency=medium"

@@ -421,6 +421,10 @@ fn deb_package_holds_everything_an_install_needs() {
             "-rw-r--r--",
         ),
         ("/usr/share/doc/emperor/README.Debian".into(), "-rw-r--r--"),
+        (
+            "/usr/share/doc/emperor/examples/notify-reload.conf".into(),
+            "-rw-r--r--",
+        ),
     ];
     for b in ["emperor", "vassal", "emperorctl"] {
         want.push((format!("/usr/share/man/man8/{b}.8.gz"), "-rw-r--r--"));

@@ -270,6 +270,9 @@ if any("example-app" in e.get("MESSAGE", "") for e in sd):
     problems.append("an EMPEROR_APP=sdtest entry is about example-app")
 if not any(e.get("PRIORITY") == "4" and "runs as root" in e.get("MESSAGE", "") for e in apps):
     problems.append("no PRIORITY 4 entry for the vassal warning")
+reqs = [e for e in sd if "EMPEROR_STATUS" in e]
+if not reqs or not all("EMPEROR_WORKER" in e and "EMPEROR_URI" in e for e in reqs):
+    problems.append("request lines carry no EMPEROR_STATUS/EMPEROR_WORKER/EMPEROR_URI fields")
 tb = [e for e in sd if e.get("PRIORITY") == "3" and "Traceback" in e.get("MESSAGE", "")]
 if not tb or "\n" not in tb[0]["MESSAGE"]:
     problems.append("the failed import traceback is not one PRIORITY 3 entry")
@@ -277,8 +280,8 @@ prio = {}
 for e in entries:
     prio[e.get("PRIORITY")] = prio.get(e.get("PRIORITY"), 0) + 1
 print(("FAIL " + "; ".join(problems)) if problems else "ok", end="; ")
-print("%d entries, %d with EMPEROR_APP (%d sdtest), PRIORITY %s, traceback entries %d (%d lines in the first)" % (
-    len(entries), len(apps), len(sd), " ".join("%s x%d" % kv for kv in sorted(prio.items(), key=str)),
+print("%d entries, %d with EMPEROR_APP (%d sdtest, %d request lines with fields), PRIORITY %s, traceback entries %d (%d lines in the first)" % (
+    len(entries), len(apps), len(sd), len(reqs), " ".join("%s x%d" % kv for kv in sorted(prio.items(), key=str)),
     len(tb), tb[0]["MESSAGE"].count("\n") + 1 if tb else 0))
 ' 2>&1) || journal_checks="FAIL cannot read the journal: $journal_checks"
 filter_count=$(inside journalctl -u emperor EMPEROR_APP=sdtest -o json --no-pager 2>/dev/null | inside python3 -c '

@@ -362,7 +362,14 @@ impl Daemon {
         if let Some((every, last)) = &mut self.watchdog {
             if *last + *every <= now {
                 *last = now;
-                self.systemd.send("WATCHDOG=1\n");
+                // A stop still draining vassals is progress: give systemd's stop timeout
+                // two more beats each time (the drain itself is bounded by reload-mercy).
+                let extend = if self.terminating && !self.pids.is_empty() {
+                    format!("EXTEND_TIMEOUT_USEC={}\n", (*every * 2).as_micros())
+                } else {
+                    String::new()
+                };
+                self.systemd.send(&format!("WATCHDOG=1\n{extend}"));
             }
         }
     }

@@ -132,6 +132,39 @@ pub fn line_severity(line: &str) -> Option<Severity> {
         })
 }
 
+/// A vassal's request log line, `[pid 12] 10.0.0.1 GET /x => 200 (5 bytes) in 0.31 ms`
+/// (the address is empty on a unix http-socket).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestLine<'a> {
+    pub worker_pid: u32,
+    pub remote_addr: &'a str,
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub status: u16,
+    pub bytes: u64,
+    pub ms: f64,
+}
+
+pub fn parse_request_line(line: &str) -> Option<RequestLine<'_>> {
+    let rest = line.strip_prefix("[pid ")?;
+    let (pid, rest) = rest.split_once("] ")?;
+    let (left, right) = rest.rsplit_once(" => ")?;
+    let (addr, left) = left.split_once(' ')?;
+    let (method, uri) = left.split_once(' ')?;
+    let (status, right) = right.split_once(" (")?;
+    let (bytes, right) = right.split_once(" bytes) in ")?;
+    let ms = right.strip_suffix(" ms")?;
+    Some(RequestLine {
+        worker_pid: pid.parse().ok()?,
+        remote_addr: addr,
+        method,
+        uri,
+        status: status.parse().ok()?,
+        bytes: bytes.parse().ok()?,
+        ms: ms.parse().ok()?,
+    })
+}
+
 /// Turns a vassal's output lines into log records. A Python traceback
 /// (`Traceback (most recent call last):`, its indented lines, and the exception line
 /// that ends it) is an error; with `join`, it is one record.
@@ -226,6 +259,37 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(line_severity(line), *want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn request_lines() {
+        let r = parse_request_line("[pid 12] 10.0.0.1 GET /x?a=b c => 200 (5 bytes) in 0.31 ms");
+        assert_eq!(
+            r,
+            Some(RequestLine {
+                worker_pid: 12,
+                remote_addr: "10.0.0.1",
+                method: "GET",
+                uri: "/x?a=b c",
+                status: 200,
+                bytes: 5,
+                ms: 0.31,
+            })
+        );
+        let unix = parse_request_line("[pid 5673]  POST /full0 => 500 (2 bytes) in 10.57 ms")
+            .expect("an empty address");
+        assert_eq!(
+            (unix.remote_addr, unix.method, unix.status),
+            ("", "POST", 500)
+        );
+        for not in [
+            "[pid x] 1 GET / => 200 (1 bytes) in 1 ms",
+            "[pid 1] 1 GET / => 200 (1 bytes)",
+            "print from the app",
+            " WARN the app runs as root",
+        ] {
+            assert_eq!(parse_request_line(not), None, "{not}");
         }
     }
 

@@ -213,7 +213,29 @@ fn emit(app: &str, gen: u64, severity: crate::journal::Severity, text: &str) {
         }
         // An app's own debug lines are not hidden behind the emperor's log filter.
         Severity::Info | Severity::Debug => {
-            tracing::info!(target: "vassal", app = %app, generation = gen, "[{app}#{gen}] {text}")
+            // In the journal a request line's parts are fields too (EMPEROR_WORKER is the
+            // worker's pid): `journalctl EMPEROR_APP=shop EMPEROR_STATUS=500`.
+            match crate::journal::parse_request_line(text).filter(|_| crate::journal::native()) {
+                Some(r) => tracing::info!(
+                    target: "vassal",
+                    app = %app,
+                    generation = gen,
+                    worker = r.worker_pid,
+                    remote_addr = r.remote_addr,
+                    method = r.method,
+                    uri = r.uri,
+                    status = r.status,
+                    bytes = r.bytes,
+                    duration_ms = r.ms,
+                    "[{app}#{gen}] {text}"
+                ),
+                None => tracing::info!(
+                    target: "vassal",
+                    app = %app,
+                    generation = gen,
+                    "[{app}#{gen}] {text}"
+                ),
+            }
         }
     }
 }
