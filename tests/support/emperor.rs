@@ -342,6 +342,7 @@ impl EmperorBuilder {
         let stop = Arc::new(AtomicBool::new(false));
         spawn_notify_reader(sock, events.clone(), stop.clone(), self.fd_store);
 
+        let mut staged_fds: Vec<std::os::fd::OwnedFd> = Vec::new();
         let mut cmd = if self.listen_fds.is_empty() {
             Command::new(&exe)
         } else {
@@ -352,26 +353,28 @@ impl EmperorBuilder {
             c
         };
         if !self.listen_fds.is_empty() {
-            let raw: Vec<i32> = self
+            // Duplicates above 3+n, made here: between fork and exec only dup2 runs (no
+            // allocation: this process has other threads), and none can be a target.
+            let above = 3 + self.listen_fds.len() as i32;
+            let staged: Vec<std::os::fd::OwnedFd> = self
                 .listen_fds
                 .iter()
-                .map(|(_, fd)| std::os::fd::AsRawFd::as_raw_fd(fd))
+                .map(|(_, fd)| {
+                    use std::os::fd::{AsRawFd, FromRawFd};
+                    // SAFETY: fcntl on a descriptor we own; the result is a new one.
+                    unsafe {
+                        let t = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, above);
+                        assert!(t >= 0, "dup: {}", std::io::Error::last_os_error());
+                        std::os::fd::OwnedFd::from_raw_fd(t)
+                    }
+                })
                 .collect();
-            // SAFETY: only fcntl and dup2 (async-signal-safe) between fork and exec.
+            let raw: Vec<i32> = staged.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+            staged_fds = staged;
+            // SAFETY: only dup2 (async-signal-safe) between fork and exec.
             unsafe {
                 cmd.pre_exec(move || {
-                    // Out of the way first (a source may sit on a target number), then
-                    // into place from fd 3, without FD_CLOEXEC.
-                    let first_free = 3 + raw.len() as i32 + 64;
-                    let mut moved = Vec::with_capacity(raw.len());
-                    for fd in &raw {
-                        let t = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
-                        if t < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        moved.push(t);
-                    }
-                    for (i, t) in moved.iter().enumerate() {
+                    for (i, t) in raw.iter().enumerate() {
                         if libc::dup2(*t, 3 + i as i32) < 0 {
                             return Err(std::io::Error::last_os_error());
                         }
@@ -428,7 +431,7 @@ impl EmperorBuilder {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", exe.display()));
-        drop(self.listen_fds);
+        drop((self.listen_fds, staged_fds));
         let pid = child.id();
         let ev = events.clone();
         // The waiter turns the exit into a message on the same condvar as notifications,

@@ -82,7 +82,23 @@ pub fn spawn(exe: &std::path::Path, name: &str, fds: &[(String, RawFd)]) -> io::
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     let names: Vec<&str> = fds.iter().map(|(n, _)| n.as_str()).collect();
-    let raw: Vec<RawFd> = fds.iter().map(|(_, fd)| *fd).collect();
+    // Duplicates above 3+n, made here: between fork and exec only dup2 may run (no
+    // allocation: the emperor has other threads), and none of them can be a target.
+    let above = 3 + fds.len() as RawFd;
+    let staged: Vec<OwnedFd> = fds
+        .iter()
+        .map(|(_, fd)| {
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor we own.
+            let t = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, above) };
+            if t < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                // SAFETY: a new descriptor we own.
+                Ok(unsafe { OwnedFd::from_raw_fd(t) })
+            }
+        })
+        .collect::<io::Result<_>>()?;
+    let raw: Vec<RawFd> = staged.iter().map(AsRawFd::as_raw_fd).collect();
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--keep-sockets")
         .arg(name)
@@ -90,19 +106,12 @@ pub fn spawn(exe: &std::path::Path, name: &str, fds: &[(String, RawFd)]) -> io::
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .process_group(0);
-    // SAFETY: only fcntl and dup2 (async-signal-safe) between fork and exec.
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec, over a slice made
+    // before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            let first_free = 3 + raw.len() as i32 + 16;
-            let mut moved = Vec::with_capacity(raw.len());
-            for fd in &raw {
-                let t = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
-                if t < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                moved.push(t);
-            }
-            for (i, t) in moved.iter().enumerate() {
+            for (i, t) in raw.iter().enumerate() {
+                // dup2 leaves the new descriptor without FD_CLOEXEC: it survives exec.
                 if libc::dup2(*t, 3 + i as i32) < 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -111,6 +120,7 @@ pub fn spawn(exe: &std::path::Path, name: &str, fds: &[(String, RawFd)]) -> io::
         });
     }
     let mut child = cmd.spawn()?;
+    drop(staged);
     let mut ready = [0u8; 1];
     let mut out = child.stdout.take().expect("piped");
     match out.read(&mut ready) {
