@@ -92,6 +92,22 @@ fn check_latencies(v: &Vassal, what: &str, lat: &[f64]) {
     }
 }
 
+/// Sends the rest of each slow upload: once complete, each is served whole (its 1000
+/// bytes counted by the app).
+fn finish_slow_uploads(v: &Vassal, mut slow: Vec<UnixStream>, rest: &[u8]) {
+    for s in &mut slow {
+        s.write_all(rest).expect("send the rest of the body");
+    }
+    for mut s in slow {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let r = http::parse_response(&out).expect("a response to the slow upload");
+        if r.status != 200 || r.body != b"1000" {
+            v.fail(&format!("the slow upload, once complete: {}", r.summary()));
+        }
+    }
+}
+
 #[test]
 fn slow_clients_do_not_stall_the_uwsgi_socket() {
     let tmp = TempDir::new("slowloris-uwsgi");
@@ -125,19 +141,7 @@ fn slow_clients_do_not_stall_the_uwsgi_socket() {
         }
     });
     check_latencies(&v, "uwsgi socket", &lat);
-    // The slow uploads, once complete, are served whole.
-    for s in &mut slow {
-        s.write_all(&upload[head_len + 10..])
-            .expect("send the rest of the body");
-    }
-    for mut s in slow {
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let r = http::parse_response(&out).expect("a response to the slow upload");
-        if r.status != 200 || r.body != b"1000" {
-            v.fail(&format!("the slow upload, once complete: {}", r.summary()));
-        }
-    }
+    finish_slow_uploads(&v, slow, &upload[head_len + 10..]);
     drop((idle, partial));
 }
 
@@ -176,18 +180,7 @@ fn slow_clients_do_not_stall_the_http_socket() {
         }
     });
     check_latencies(&v, "http socket", &lat);
-    for s in &mut slow {
-        s.write_all(&[b'x'; 990])
-            .expect("send the rest of the body");
-    }
-    for mut s in slow {
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let r = http::parse_response(&out).expect("a response to the slow upload");
-        if r.status != 200 || r.body != b"1000" {
-            v.fail(&format!("the slow upload, once complete: {}", r.summary()));
-        }
-    }
+    finish_slow_uploads(&v, slow, &[b'x'; 990]);
     drop((idle, partial));
 }
 
