@@ -126,7 +126,7 @@ fn slow_clients_do_not_stall_the_uwsgi_socket() {
     let body = vec![b'x'; 1000];
     let upload = uwsgi::packet(&uwsgi::vars("POST", "/len", body.len()), &body);
     let head_len = upload.len() - body.len();
-    let mut slow: Vec<UnixStream> = (0..8)
+    let slow: Vec<UnixStream> = (0..8)
         .map(|_| {
             let mut s = connect(&sock);
             s.write_all(&upload[..head_len + 10])
@@ -165,7 +165,7 @@ fn slow_clients_do_not_stall_the_http_socket() {
         .collect();
     let head =
         b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n";
-    let mut slow: Vec<UnixStream> = (0..8)
+    let slow: Vec<UnixStream> = (0..8)
         .map(|_| {
             let mut s = connect(&sock);
             s.write_all(head).expect("send the head");
