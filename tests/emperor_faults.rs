@@ -796,6 +796,63 @@ fn under_systemd_a_killed_or_handed_over_emperors_vassals_finish_their_requests(
     }
 }
 
+/// A stop that drains a long request could overrun systemd's TimeoutStopSec: while
+/// vassals still drain, each watchdog beat now says EXTEND_TIMEOUT_USEC. And the vassals
+/// no longer inherit systemd's JOURNAL_STREAM and INVOCATION_ID (their stderr is the
+/// emperor's pipe, not the journal stream).
+#[test]
+fn a_draining_stop_extends_systemds_timeout_and_vassals_get_no_journal_stream() {
+    let tree = EmperorTree::new("extend");
+    tree.write(
+        "apps-available/slow/app.py",
+        "import os, time\n\ndef application(environ, start_response):\n    \
+         if environ['PATH_INFO'] == '/slow':\n        time.sleep(1.5)\n    \
+         body = repr((os.environ.get('JOURNAL_STREAM'), os.environ.get('INVOCATION_ID'))).encode()\n    \
+         start_response('200 OK', [('Content-Length', str(len(body)))])\n    return [body]\n",
+    );
+    tree.add_app("slow", &ini("slow", 1, None));
+    let e = EmperorBuilder::new()
+        .env("WATCHDOG_USEC", "200000")
+        .env("JOURNAL_STREAM", "8:12345")
+        .env("INVOCATION_ID", "0123456789abcdef")
+        .start(&tree);
+    e.wait_app("slow");
+    let sock = tree.app_socket("slow");
+    let env_seen = uwsgi_get(&sock);
+    if env_seen.as_deref() != Ok("(None, None)") {
+        e.fail(&format!("the vassal saw systemd's variables: {env_seen:?}"));
+    }
+    let slow = {
+        let sock = sock.clone();
+        std::thread::spawn(move || {
+            uwsgi::send(&sock, &uwsgi::packet(&uwsgi::vars("GET", "/slow", 0), b""))
+                .map_err(|e| e.to_string())
+                .and_then(|raw| http::parse_response(&raw).map_err(|e| e.to_string()))
+                .map(|r| r.status)
+        })
+    };
+    wait::wait_until(Duration::from_secs(10), "the request in flight", || {
+        e.ctl(&["--json", "status", "slow"]).stdout.contains("busy")
+    });
+    let from = e.notifications().len();
+    e.signal(libc::SIGTERM);
+    e.wait_exit(EXIT_TIMEOUT);
+    let extended = e.notifications()[from..]
+        .iter()
+        .filter(|m| m.contains("EXTEND_TIMEOUT_USEC="))
+        .count();
+    let status = slow.join().expect("client thread");
+    println!(
+        "SIGTERM with a 1.5 s request draining: {extended} EXTEND_TIMEOUT_USEC notification(s); \
+         the request got {status:?}"
+    );
+    if extended == 0 || status != Ok(200) {
+        e.fail(&format!(
+            "extend notifications {extended}, request {status:?}"
+        ));
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Fault scenario: a reload storm under load.
 
