@@ -458,13 +458,24 @@ def start_nginx(d: Path, name: str, server_block: str, workers: int = 1) -> Proc
 
 
 def front_block(port: int, upstream: str) -> str:
-    """The front nginx: HTTP on 127.0.0.1:port; upstream 'uwsgi:PATH' or 'http:PATH'."""
+    """The front nginx: HTTP on 127.0.0.1:port; upstream 'uwsgi:PATH', 'http:PATH' or
+    'http-ka:PATH' (HTTP/1.1 with an upstream keep-alive pool, issue 15)."""
     kind, path = upstream.split(":", 1)
+    pool = ""
     if kind == "uwsgi":
         loc = f"include {UWSGI_PARAMS};\n            uwsgi_pass unix:{path};"
+    elif kind == "http-ka":
+        # What etc/nginx/example-app-keepalive.conf configures.
+        pool = f"""    upstream app_keepalive {{
+        server unix:{path};
+        keepalive 32;
+    }}
+"""
+        loc = ("proxy_pass http://app_keepalive;\n            proxy_http_version 1.1;\n"
+               "            proxy_set_header Connection \"\";")
     else:  # HTTP/1.0 to the upstream, no keep-alive: like uwsgi_pass
         loc = f"proxy_pass http://unix:{path}:;"
-    return f"""    server {{
+    return f"""{pool}    server {{
         listen 127.0.0.1:{port};
         location / {{
             {loc}
@@ -511,6 +522,20 @@ def nginx_servers(workers: int, with_ceiling: bool) -> dict[str, Callable]:
 
         return behind_nginx(ctx, "nginx ceiling", back, "http")
 
+    def vassal_keepalive(ctx, app):
+        return behind_nginx(ctx, "vassal (keep-alive http)",
+                            lambda d, s: start_vassal(d, app, workers, "http-socket", s), "http-ka")
+
+    def ceiling_keepalive(ctx, app):
+        def back(d, sock):
+            block = f"""    server {{
+        listen unix:{sock};
+        location / {{ return 200 "Hello, World!"; }}
+    }}"""
+            return start_nginx(d / "back", "nginx-back", block, workers)
+
+        return behind_nginx(ctx, "nginx ceiling (keep-alive)", back, "http-ka")
+
     def floor(ctx, app):
         binary = build_floor(ctx)
         return behind_nginx(ctx, "syscall floor",
@@ -524,6 +549,8 @@ def nginx_servers(workers: int, with_ceiling: bool) -> dict[str, Callable]:
     if with_ceiling:
         out["nginx ceiling"] = ceiling
         out["syscall floor"] = floor
+        out["vassal (keep-alive http)"] = vassal_keepalive
+        out["nginx ceiling (keep-alive)"] = ceiling_keepalive
     return out
 
 
@@ -1184,6 +1211,19 @@ def targets(rows: list[Row], runs: list[EmperorRun], hello_import_ms: Optional[f
         v, u = both(group, "uWSGI", "p99")
         out.append(Target(f"{group}: vassal p99 ÷ uWSGI's ≤ 1.0", ratio(v, u), 1.0, False,
                           f"{fmt(v, '.2f')} vs {fmt(u, '.2f')} ms"))
+        # Issue 15: nginx's keep-alive upstream to the vassal's http-socket.
+        k = stat_of(rows, group, "vassal (keep-alive http)")
+        u, kc = stat_of(rows, group, "uWSGI"), stat_of(rows, group, "nginx ceiling (keep-alive)")
+        if k and u:
+            out.append(Target(f"{group}: nginx keep-alive → vassal req/s ÷ uwsgi_pass → uWSGI ≥ 1.5",
+                              ratio(k["rps"], u["rps"]), 1.5, True,
+                              f"{fmt(k['rps'])} vs {fmt(u['rps'])}; CPU {fmt(k['cpu'], '.1f')} vs "
+                              f"{fmt(u['cpu'], '.1f')} µs/req; p99 {fmt(k['p99'], '.2f')} vs "
+                              f"{fmt(u['p99'], '.2f')} ms"))
+        if k and kc:
+            out.append(Target(f"{group}: nginx keep-alive → vassal req/s ÷ keep-alive ceiling ≥ 0.9",
+                              ratio(k["rps"], kc["rps"]), 0.9, True,
+                              f"{fmt(k['rps'])} vs {fmt(kc['rps'])}"))
     for group in sorted({r.group for r in rows if r.group.startswith("2.")}):
         v, b = both(group, "bjoern", "rps")
         out.append(Target(f"{group}: vassal req/s ÷ bjoern's ≥ 1.0", ratio(v, b), 1.0, True,
@@ -1295,7 +1335,10 @@ CASE_TITLES = {
        "proxy_pass unix: for granian and gunicorn (http), both sync-worker gunicorns; the ceiling is nginx proxy_pass unix: to a second nginx "
        "that answers `return 200` itself; the syscall floor is bench/floor/floor.c behind uwsgi_pass unix:, "
        "which only accepts, reads once, writes a fixed response and closes — the CPU the kernel "
-       "charges per connection on this path, below which no server can go), hello world",
+       "charges per connection on this path, below which no server can go; `vassal (keep-alive http)` "
+       "is nginx proxy_pass over HTTP/1.1 with `upstream { keepalive 32; }` to the vassal's "
+       "http-socket (etc/nginx/example-app-keepalive.conf), and `nginx ceiling (keep-alive)` the "
+       "same path to the second nginx), hello world",
     2: "direct HTTP/1.1 keep-alive on 127.0.0.1, hello world, 1 worker process each "
        "(vassal http-socket, uWSGI http11-socket, gunicorn sync worker — which closes every "
        "connection, it has no keep-alive —, granian, bjoern)",
