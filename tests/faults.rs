@@ -552,3 +552,111 @@ fn a_thousand_silent_connections_do_not_make_the_app_unreachable() {
         drop(silent);
     }
 }
+
+/// Behind a proxy the client's address and scheme come from forwarded headers, believed
+/// only from a trusted peer and only for the headers named: a client cannot set them
+/// through an untrusted peer, and only the entry the trusted proxy appended counts.
+#[test]
+fn forwarded_headers_are_believed_only_from_trusted_peers() {
+    let tmp = TempDir::new("forwarded");
+    tmp.write(
+        "app.py",
+        r#"
+import json
+
+def application(environ, start_response):
+    keys = ["REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "PATH_INFO"]
+    body = json.dumps({k: environ.get(k) for k in keys}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+"#,
+    );
+    // A TCP http-socket on loopback, handed over already bound (no port race).
+    let start = |extra: &[&str]| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let v = VassalBuilder::new()
+            .args(["--http-socket", addr.as_str()])
+            .arg("--wsgi-file")
+            .arg(tmp.join("app.py"))
+            .args(extra)
+            .listen_fd(listener.into())
+            .cwd(tmp.path())
+            .spawn_ready();
+        (v, Addr::Tcp(addr))
+    };
+    let ask = |addr: &Addr, headers: &[(&str, &str)]| -> serde_json::Value {
+        http::request(addr, "GET", "/app/page", headers, b"").json()
+    };
+    let spoof: &[(&str, &str)] = &[
+        ("X-Forwarded-For", "6.6.6.6, 10.1.2.3"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Real-IP", "7.7.7.7"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Script-Name", "/app"),
+    ];
+
+    // Default: loopback is trusted, X-Forwarded-For (its last entry) and -Proto count.
+    let (v, addr) = start(&[]);
+    let env = ask(&addr, spoof);
+    println!("trusted loopback peer, default headers: {env}");
+    if env["REMOTE_ADDR"] != "10.1.2.3" || env["wsgi.url_scheme"] != "https" {
+        v.fail(&format!("trusted peer: {env}"));
+    }
+    if env["SERVER_NAME"] == "evil.example" || env["SCRIPT_NAME"] != "" {
+        v.fail(&format!("headers that were not named were believed: {env}"));
+    }
+    let plain = ask(&addr, &[]);
+    if plain["REMOTE_ADDR"] != "127.0.0.1" || plain["wsgi.url_scheme"] != "http" {
+        v.fail(&format!("no forwarded headers: {plain}"));
+    }
+    drop(v);
+
+    // An untrusted peer (loopback not in the list): nothing it says is believed.
+    let (v, addr) = start(&["--forwarded-allow-ips", "10.9.9.9,192.168.0.0/16"]);
+    let env = ask(&addr, spoof);
+    println!("untrusted peer: {env}");
+    if env["REMOTE_ADDR"] != "127.0.0.1" || env["wsgi.url_scheme"] != "http" {
+        v.fail(&format!("an untrusted peer's headers were believed: {env}"));
+    }
+    drop(v);
+
+    // Every header named: host, port and the mount point too.
+    let (v, addr) = start(&[
+        "--forwarded-headers",
+        "x-forwarded-for,x-forwarded-proto,x-forwarded-host,x-forwarded-port,x-script-name",
+    ]);
+    let mut all = spoof.to_vec();
+    all.push(("X-Forwarded-Port", "8443"));
+    let env = ask(&addr, &all);
+    println!("all headers named: {env}");
+    let want = serde_json::json!({
+        "REMOTE_ADDR": "10.1.2.3", "REMOTE_PORT": "", "wsgi.url_scheme": "https",
+        "SERVER_NAME": "evil.example", "SERVER_PORT": "8443", "SCRIPT_NAME": "/app",
+        "PATH_INFO": "/page",
+    });
+    if env != want {
+        v.fail(&format!("expected {want}, got {env}"));
+    }
+    drop(v);
+
+    // A bad list is refused at start-up with a clear message.
+    let mut bad = VassalBuilder::new()
+        .args([
+            "--http-socket",
+            tmp.join("bad.sock").to_str().expect("utf-8"),
+        ])
+        .arg("--wsgi-file")
+        .arg(tmp.join("app.py"))
+        .args(["--forwarded-allow-ips", "localhost"])
+        .cwd(tmp.path())
+        .spawn();
+    let st = bad.wait_exit(Duration::from_secs(30));
+    if st.success()
+        || !bad
+            .log()
+            .contains("forwarded-allow-ips: `localhost` is not an IP address")
+    {
+        bad.fail(&format!("a bad forwarded-allow-ips: {st:?}"));
+    }
+}

@@ -129,6 +129,13 @@ pub struct VassalConfig {
     pub disable_logging: bool,
     pub logto: Option<PathBuf>,
     pub pidfile: Option<PathBuf>,
+    /// Peers whose forwarded headers an http-socket believes (ours, gunicorn's
+    /// `forwarded_allow_ips`): comma-separated addresses or networks, or `*`. None: the
+    /// default (loopback; unix-socket peers are always trusted).
+    pub forwarded_allow_ips: Option<String>,
+    /// Which forwarded headers count (ours): None for the default
+    /// (X-Forwarded-For, X-Forwarded-Proto).
+    pub forwarded_headers: Option<String>,
     pub strict: bool,
     /// Ini files read, in order.
     pub files: Vec<PathBuf>,
@@ -171,6 +178,8 @@ impl Default for VassalConfig {
             disable_logging: false,
             logto: None,
             pidfile: None,
+            forwarded_allow_ips: None,
+            forwarded_headers: None,
             strict: false,
             files: Vec::new(),
         }

@@ -68,8 +68,15 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("disable-logging", "disable-logging"),
     ("logto", "logto"),
     ("pidfile", "pidfile"),
+    // Ours (see OWN).
+    ("forwarded-allow-ips", "forwarded-allow-ips"),
+    ("forwarded-headers", "forwarded-headers"),
     ("strict", "strict"),
 ];
+
+/// Options of ours that uWSGI does not have (gunicorn's `forwarded_allow_ips`, for an
+/// http-socket behind a proxy).
+pub const OWN: &[&str] = &["forwarded-allow-ips", "forwarded-headers"];
 
 /// Keys consumed while reading (includes, `set`, ...) or meaningless for us (`plugins`:
 /// the Python support is built in). They are accepted silently.
@@ -220,8 +227,15 @@ mod tests {
 
     #[test]
     fn supported_and_directives_are_real_uwsgi_options() {
-        for (name, _) in SUPPORTED {
+        for (name, _) in SUPPORTED.iter().filter(|(n, _)| !OWN.contains(n)) {
             assert!(uwsgi_option(name).is_some(), "{name} is not a uWSGI option");
+        }
+        for name in OWN {
+            assert!(
+                uwsgi_option(name).is_none(),
+                "{name} is a uWSGI option after all"
+            );
+            assert!(canonical(name).is_some(), "{name} is not supported");
         }
         for name in DIRECTIVES.iter().chain(LOGIC) {
             assert!(uwsgi_option(name).is_some(), "{name} is not a uWSGI option");

@@ -72,6 +72,8 @@ struct RawVassal {
     disable_logging: Vec<Located>,
     logto: Vec<Located>,
     pidfile: Vec<Located>,
+    forwarded_allow_ips: Vec<Located>,
+    forwarded_headers: Vec<Located>,
     strict: Vec<Located>,
 }
 
@@ -378,6 +380,15 @@ impl Cx<'_> {
         c.disable_logging = self.last_bool(&raw.disable_logging, false);
         c.logto = self.last_path(&raw.logto);
         c.pidfile = self.last_path(&raw.pidfile);
+        // An empty forwarded-headers means none; an empty allow list trusts no TCP peer.
+        c.forwarded_allow_ips = raw
+            .forwarded_allow_ips
+            .last()
+            .map(|l| l.value.clone().unwrap_or_default());
+        c.forwarded_headers = raw
+            .forwarded_headers
+            .last()
+            .map(|l| l.value.clone().unwrap_or_default());
     }
 
     /// `socket`/`uwsgi-socket`/`http-socket`/`http`, merged in order of appearance.

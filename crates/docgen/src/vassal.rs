@@ -75,6 +75,8 @@ const OPTIONS: &[Opt] = &[
     Opt { long: "disable-logging", aliases: &[], short: Some('L'), value: Flag, help: "No per-request log lines" },
     Opt { long: "logto", aliases: &[], short: None, value: Required("FILE", FILE), help: "Append stdout and stderr to FILE" },
     Opt { long: "pidfile", aliases: &[], short: None, value: Required("FILE", FILE), help: "Write the master's pid to FILE" },
+    Opt { long: "forwarded-allow-ips", aliases: &[], short: None, value: Required("IPS", ANY), help: "TCP peers whose forwarded headers an http-socket believes: addresses or networks, or * [default: 127.0.0.1,::1]; unix-socket peers are always trusted" },
+    Opt { long: "forwarded-headers", aliases: &[], short: None, value: Required("NAMES", ANY), help: "Which forwarded headers count: forwarded, x-forwarded-for, x-real-ip, x-forwarded-proto, x-forwarded-host, x-forwarded-port, x-script-name, or none [default: x-forwarded-for,x-forwarded-proto]" },
     Opt { long: "strict", aliases: &[], short: None, value: Flag, help: "Unknown options are errors instead of warnings" },
 ];
 

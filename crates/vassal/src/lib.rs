@@ -53,6 +53,7 @@ pub fn run(cfg: VassalConfig) -> anyhow::Result<i32> {
         unsafe { std::env::set_var(k, v) };
     }
     let notifier = sockets::notify::Notifier::from_env();
+    forwarded(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let nofile = raise_nofile();
     tracing::debug!(
         "open-files limit {nofile}: a worker parks up to {} connections waiting for their request",
@@ -199,10 +200,36 @@ fn shared(cfg: &VassalConfig, app: Option<python::Py<python::PyAny>>) -> Arc<ser
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into()),
         prebuffer: prebuffer(cfg.post_buffering),
+        forwarded_headers: forwarded(cfg).map(|f| f.0).unwrap_or_default(),
+        forwarded_allow: forwarded(cfg)
+            .map(|f| f.1)
+            .unwrap_or_else(|_| wire::http::forwarded::AllowIps::parse("").expect("empty")),
         park_limit: park_limit(nofile_limit()),
         stopping: AtomicBool::new(false),
         in_accept: std::sync::atomic::AtomicUsize::new(0),
     })
+}
+
+/// `forwarded-headers` and `forwarded-allow-ips`, parsed (checked once at start-up).
+fn forwarded(
+    cfg: &VassalConfig,
+) -> Result<
+    (
+        wire::http::forwarded::Which,
+        wire::http::forwarded::AllowIps,
+    ),
+    String,
+> {
+    use wire::http::forwarded::{AllowIps, Which};
+    let which = match &cfg.forwarded_headers {
+        Some(list) => Which::parse(list).map_err(|e| format!("forwarded-headers: {e}"))?,
+        None => Which::DEFAULT,
+    };
+    let allow = match &cfg.forwarded_allow_ips {
+        Some(list) => AllowIps::parse(list).map_err(|e| format!("forwarded-allow-ips: {e}"))?,
+        None => AllowIps::loopback(),
+    };
+    Ok((which, allow))
 }
 
 /// Bodies read whole before the app is called (see README, "Where we differ"): at

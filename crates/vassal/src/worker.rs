@@ -261,17 +261,27 @@ fn serve_thread(
                 let conn = match listener.protocol {
                     Protocol::Uwsgi => Parked::Uwsgi(UwsgiConn::new(stream, shared, &mut ts)),
                     Protocol::Http => {
-                        let (addr, port) = match &stream.sock {
+                        // A unix-socket peer could connect only through the socket's
+                        // permissions: trusted like a uwsgi peer, whose variables we
+                        // take as they come.
+                        let (addr, port, trusted) = match &stream.sock {
                             Sock::Tcp(s) => s
                                 .peer_addr()
-                                .map(|a| (a.ip().to_canonical().to_string(), a.port().to_string()))
+                                .map(|a| {
+                                    (
+                                        a.ip().to_canonical().to_string(),
+                                        a.port().to_string(),
+                                        shared.forwarded_allow.contains(a.ip()),
+                                    )
+                                })
                                 .unwrap_or_default(),
-                            Sock::Unix(_) => (String::new(), String::new()),
+                            Sock::Unix(_) => (String::new(), String::new(), true),
                         };
                         let peer = serve::http::Peer {
                             addr,
                             port,
                             server_port: listener.port.clone(),
+                            trusted,
                         };
                         Parked::Http(HttpConn::new(stream, peer, shared))
                     }

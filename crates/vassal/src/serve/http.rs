@@ -74,6 +74,57 @@ pub struct Peer {
     pub addr: String,
     pub port: String,
     pub server_port: String,
+    /// Its forwarded headers are believed (a unix-socket peer, or a TCP peer in
+    /// `forwarded-allow-ips`).
+    pub trusted: bool,
+}
+
+/// What a trusted proxy said about the client replaces what the connection says. The
+/// variables are pushed again: the environ, like a dict, keeps the last value.
+fn apply_forwarded(
+    head: &RequestHead,
+    which: http::forwarded::Which,
+    vars: &mut crate::vars::VarList,
+) {
+    let f = http::forwarded::forwarded(head, which);
+    if let Some(addr) = &f.remote_addr {
+        vars.push(b"REMOTE_ADDR", addr.as_bytes());
+        // The proxy's own port says nothing about the client's.
+        vars.push(
+            b"REMOTE_PORT",
+            f.remote_port.as_deref().unwrap_or("").as_bytes(),
+        );
+    }
+    match f.scheme {
+        Some("https") => vars.push(b"HTTPS", b"on"),
+        Some(_) => vars.push(b"HTTPS", b"off"),
+        None => {}
+    }
+    if let Some(host) = &f.host {
+        // `name`, `name:port`, `[v6]`, `[v6]:port`.
+        let (name, port) = match host.rsplit_once(':') {
+            Some((n, p)) if p.parse::<u16>().is_ok() && (!n.contains(':') || n.ends_with(']')) => {
+                (n, Some(p))
+            }
+            _ => (host.as_str(), None),
+        };
+        vars.push(b"SERVER_NAME", name.as_bytes());
+        if let Some(p) = port {
+            vars.push(b"SERVER_PORT", p.as_bytes());
+        }
+    }
+    if let Some(port) = &f.port {
+        vars.push(b"SERVER_PORT", port.as_bytes());
+    }
+    if let Some(script) = &f.script_name {
+        let path = vars.get(b"PATH_INFO").unwrap_or(b"").to_vec();
+        if let Some(rest) = path.strip_prefix(script.as_bytes()) {
+            if rest.is_empty() || rest.starts_with(b"/") {
+                vars.push(b"SCRIPT_NAME", script.as_bytes());
+                vars.push(b"PATH_INFO", rest);
+            }
+        }
+    }
 }
 
 /// An HTTP connection between or before requests. While its next request has not
@@ -227,6 +278,16 @@ fn serve_one(
         https: false,
     };
     http::cgi_vars(&head, &info, |k, v| vars.push(k.as_bytes(), v));
+    // Every forwarded header starts with X or F: most requests skip the look entirely.
+    if peer.trusted
+        && shared.forwarded_headers.any()
+        && head
+            .headers
+            .iter()
+            .any(|(n, _)| matches!(n.as_bytes().first(), Some(b'x' | b'X' | b'f' | b'F')))
+    {
+        apply_forwarded(&head, shared.forwarded_headers, vars);
+    }
     let chunked = head.body == BodyFraming::Chunked;
     let mut body = match head.body {
         BodyFraming::Empty => Body::with_length(reader, 0),

@@ -47,6 +47,10 @@ pub struct Shared {
     pub prebuffer: u64,
     /// Connections one worker parks at most (split evenly between its threads).
     pub park_limit: usize,
+    /// Which forwarded headers a trusted peer's requests may set (HTTP sockets).
+    pub forwarded_headers: wire::http::forwarded::Which,
+    /// TCP peers that are trusted (unix-socket peers always are).
+    pub forwarded_allow: wire::http::forwarded::AllowIps,
     pub log_requests: bool,
     pub http_limits: wire::http::Limits,
     pub server_name: String,

@@ -27,6 +27,7 @@
 
 mod cgi;
 mod chunked;
+pub mod forwarded;
 mod head;
 mod syntax;
 
