@@ -164,9 +164,14 @@ mod tests {
                     options::canonical(name).is_some() || options::is_directive(name),
                     "--{name} is documented but the vassal does not support it"
                 );
-                let want = options::uwsgi_option(name)
-                    .unwrap_or_else(|| panic!("--{name} is not a uWSGI option"))
-                    .arity;
+                // Our own options (not uWSGI's) take a value.
+                let want = if options::OWN.contains(&name) {
+                    Arity::Required
+                } else {
+                    options::uwsgi_option(name)
+                        .unwrap_or_else(|| panic!("--{name} is not a uWSGI option"))
+                        .arity
+                };
                 let takes = arg.get_num_args().expect("built by clap::Command::build");
                 let have = if takes.max_values() == 0 {
                     Arity::None
