@@ -660,3 +660,75 @@ def application(environ, start_response):
         bad.fail(&format!("a bad forwarded-allow-ips: {st:?}"));
     }
 }
+
+/// Through a real nginx `proxy_pass` with a keep-alive upstream (the configuration in
+/// etc/nginx/example-app-keepalive.conf): what a client claims in X-Forwarded-For and
+/// X-Forwarded-Proto does not reach the app as its address or scheme, because nginx appends
+/// its own entry (`$proxy_add_x_forwarded_for`) and sets the scheme, and only those count.
+#[test]
+fn a_client_cannot_spoof_its_address_through_nginx_proxy_pass() {
+    let tmp = TempDir::new("forwarded-nginx");
+    tmp.write(
+        "app.py",
+        r#"
+import json
+
+def application(environ, start_response):
+    keys = ["REMOTE_ADDR", "wsgi.url_scheme", "HTTP_X_FORWARDED_FOR"]
+    body = json.dumps({k: environ.get(k) for k in keys}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+"#,
+    );
+    let sock = tmp.join("http.sock");
+    let v = VassalBuilder::new()
+        .args(["--http-socket", sock.to_str().expect("utf-8 path")])
+        .arg("--wsgi-file")
+        .arg(tmp.join("app.py"))
+        .cwd(tmp.path())
+        .spawn_ready();
+    let nginx = Nginx::start_with(
+        &format!(
+            "    upstream app {{ server unix:{}; keepalive 8; }}",
+            sock.display()
+        ),
+        "proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;",
+    );
+    let addr = nginx.addr();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let r = http::request(
+            &addr,
+            "GET",
+            "/",
+            &[
+                ("X-Forwarded-For", "6.6.6.6"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+            b"",
+        );
+        if r.status != 200 {
+            v.fail(&format!(
+                "through nginx: {}; nginx log:\n{}",
+                r.summary(),
+                nginx.logs()
+            ));
+        }
+        seen.push(r.json());
+    }
+    println!("a client claiming X-Forwarded-For 6.6.6.6 and https, through nginx: {seen:?}");
+    for env in &seen {
+        // nginx's own entry (it listens on a unix socket here: `unix:`) is last; the
+        // client's 6.6.6.6 stays visible in the header, never as REMOTE_ADDR.
+        if env["REMOTE_ADDR"] == "6.6.6.6" || env["wsgi.url_scheme"] != "http" {
+            v.fail(&format!("the client's claim was believed: {env}"));
+        }
+        if env["HTTP_X_FORWARDED_FOR"] != "6.6.6.6, unix:" {
+            v.fail(&format!("nginx did not append its entry: {env}"));
+        }
+    }
+}

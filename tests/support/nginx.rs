@@ -21,6 +21,18 @@ impl Nginx {
     /// Starts nginx proxying every location to the uwsgi unix socket `upstream`, and waits
     /// until its listening socket accepts connections.
     pub fn start(upstream: &Path) -> Nginx {
+        Self::start_with(
+            "",
+            &format!(
+                "include /etc/nginx/uwsgi_params;\n            uwsgi_pass unix:{};",
+                upstream.display()
+            ),
+        )
+    }
+
+    /// Starts nginx with `http_extra` in its `http {}` block (e.g. an `upstream`) and
+    /// `location` as the body of `location / {}`.
+    pub fn start_with(http_extra: &str, location: &str) -> Nginx {
         let nginx = which_nginx();
         let dir = TempDir::new("ngx");
         let p = dir.path().display().to_string();
@@ -44,17 +56,16 @@ http {{
     uwsgi_temp_path {p}/uwsgi;
     scgi_temp_path {p}/scgi;
     client_max_body_size 50m;
+{http_extra}
     server {{
         listen unix:{p}/nginx.sock;
         server_name localhost;
         location / {{
-            include /etc/nginx/uwsgi_params;
-            uwsgi_pass unix:{up};
+            {location}
         }}
     }}
 }}
-",
-            up = upstream.display()
+"
         );
         let conf_path = dir.write("nginx.conf", conf);
         let out = File::create(dir.join("stderr.log")).expect("create nginx stderr log");
