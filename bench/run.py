@@ -512,29 +512,23 @@ def nginx_servers(workers: int, with_ceiling: bool) -> dict[str, Callable]:
     def granian(ctx, app):
         return behind_nginx(ctx, "granian", lambda d, s: start_granian(d, app, workers, ["--uds", s]), "http")
 
-    def ceiling(ctx, app):
-        def back(d, sock):
-            block = f"""    server {{
+    def nginx_back(d, sock):
+        """The ceiling's second nginx: answers `return 200` itself on a unix socket."""
+        block = f"""    server {{
         listen unix:{sock};
         location / {{ return 200 "Hello, World!"; }}
     }}"""
-            return start_nginx(d / "back", "nginx-back", block, workers)
+        return start_nginx(d / "back", "nginx-back", block, workers)
 
-        return behind_nginx(ctx, "nginx ceiling", back, "http")
+    def ceiling(ctx, app):
+        return behind_nginx(ctx, "nginx ceiling", nginx_back, "http")
 
     def vassal_keepalive(ctx, app):
         return behind_nginx(ctx, "vassal (keep-alive http)",
                             lambda d, s: start_vassal(d, app, workers, "http-socket", s), "http-ka")
 
     def ceiling_keepalive(ctx, app):
-        def back(d, sock):
-            block = f"""    server {{
-        listen unix:{sock};
-        location / {{ return 200 "Hello, World!"; }}
-    }}"""
-            return start_nginx(d / "back", "nginx-back", block, workers)
-
-        return behind_nginx(ctx, "nginx ceiling (keep-alive)", back, "http-ka")
+        return behind_nginx(ctx, "nginx ceiling (keep-alive)", nginx_back, "http-ka")
 
     def floor(ctx, app):
         binary = build_floor(ctx)
